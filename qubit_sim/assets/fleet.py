@@ -1,0 +1,114 @@
+"""Chargers with their plugged-in EVs, as struct-of-arrays over all chargers of a site."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from qubit_sim.physics.ev import ev_charge_step, ev_max_power_kw
+
+__all__ = ["ChargerFleet"]
+
+
+class ChargerFleet:
+    """All chargers of a site (one connector each) and the EVs plugged into them.
+
+    Per charger: rated grid-side power ``rated_kw`` [kW], ``efficiency`` [-], ``is_dc``. Per plugged
+    EV: ``soc``, ``e_needed_kwh`` (EV side), ``capacity_kwh``, ``ev_max_kw`` (vehicle limit for this
+    charger kind), ``knee_soc``, ``departure_s``, and the index of its session.
+    """
+
+    def __init__(
+        self,
+        ids: Sequence[str],
+        rated_kw: np.ndarray,
+        efficiency: np.ndarray,
+        is_dc: np.ndarray,
+    ) -> None:
+        n = len(ids)
+        self.ids = tuple(ids)
+        self.n = n
+        self.rated_kw = np.asarray(rated_kw, dtype=float)
+        self.efficiency = np.asarray(efficiency, dtype=float)
+        self.is_dc = np.asarray(is_dc, dtype=bool)
+        self.connected = np.zeros(n, dtype=bool)
+        self.session = np.full(n, -1, dtype=np.int64)
+        self.soc = np.zeros(n)
+        self.e_needed_kwh = np.zeros(n)
+        self.capacity_kwh = np.ones(n)
+        self.ev_max_kw = np.zeros(n)
+        self.knee_soc = np.full(n, 0.8)
+        self.departure_s = np.full(n, -1, dtype=np.int64)
+        self.p_grid_kw = np.zeros(n)
+        self.p_ev_kw = np.zeros(n)
+        self.e_register_kwh = np.zeros(n)  # grid-side energy meter of each charger
+
+    def free_charger(self, preferred: int = -1) -> int:
+        """Index of a free charger (``preferred`` first), or -1 when all are occupied."""
+        if 0 <= preferred < self.n and not self.connected[preferred]:
+            return preferred
+        free = np.flatnonzero(~self.connected)
+        return int(free[0]) if len(free) else -1
+
+    def plug(
+        self,
+        i: int,
+        session: int,
+        soc: float,
+        e_needed_kwh: float,
+        capacity_kwh: float,
+        max_ac_kw: float,
+        max_dc_kw: float,
+        knee_soc: float,
+        departure_s: int,
+    ) -> None:
+        self.connected[i] = True
+        self.session[i] = session
+        self.soc[i] = soc
+        self.e_needed_kwh[i] = e_needed_kwh
+        self.capacity_kwh[i] = capacity_kwh
+        self.ev_max_kw[i] = max_dc_kw if self.is_dc[i] else max_ac_kw
+        self.knee_soc[i] = knee_soc
+        self.departure_s[i] = departure_s
+
+    def unplug(self, i: int) -> None:
+        self.connected[i] = False
+        self.session[i] = -1
+        self.e_needed_kwh[i] = 0.0
+        self.ev_max_kw[i] = 0.0
+        self.departure_s[i] = -1
+        self.p_grid_kw[i] = 0.0
+        self.p_ev_kw[i] = 0.0
+
+    def max_grid_kw(self, dt_s: float) -> np.ndarray:
+        """Grid-side power each charger would draw this step with no limit [kW]."""
+        taper = ev_max_power_kw(self.soc, self.ev_max_kw, self.knee_soc)
+        need = self.e_needed_kwh * 3600.0 / dt_s
+        p_ev = np.minimum(np.minimum(taper, need), self.rated_kw * self.efficiency)
+        return np.where(self.connected, p_ev / self.efficiency, 0.0)
+
+    def step(self, limit_kw: np.ndarray, dt_s: float) -> np.ndarray:
+        """Advance every plugged EV by ``dt_s`` under grid-side limits ``limit_kw`` (NaN = none).
+
+        Returns:
+            Energy delivered into each EV battery this step [kWh].
+        """
+        grid_limit = np.fmin(limit_kw, self.rated_kw)
+        grid_limit = np.where(self.connected, np.maximum(grid_limit, 0.0), 0.0)
+        result = ev_charge_step(
+            self.soc,
+            self.e_needed_kwh,
+            self.capacity_kwh,
+            grid_limit * self.efficiency,
+            self.ev_max_kw,
+            self.knee_soc,
+            dt_s,
+        )
+        self.soc = np.where(self.connected, result.soc, self.soc)
+        self.e_needed_kwh = np.where(self.connected, result.e_needed_kwh, self.e_needed_kwh)
+        e_kwh = np.where(self.connected, result.e_kwh, 0.0)
+        self.p_ev_kw = e_kwh * 3600.0 / dt_s
+        self.p_grid_kw = self.p_ev_kw / self.efficiency
+        self.e_register_kwh += self.p_grid_kw * dt_s / 3600.0
+        return e_kwh

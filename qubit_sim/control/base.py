@@ -1,0 +1,130 @@
+"""The controller interface.
+
+A controller sees an :class:`Observation` each control period and returns :class:`Setpoints`.
+Arrays are indexed like the site's devices (``SiteInfo.charger_ids``, ``battery_ids``, ``pv_ids``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Controller", "Observation", "Setpoints", "SiteInfo"]
+
+
+@dataclass(frozen=True)
+class SiteInfo:
+    """Static facts about the site a controller runs on.
+
+    Attributes:
+        step_s: Physics step [s].
+        period_s: Control period [s] (a multiple of the step).
+        charger_ids / battery_ids / pv_ids / load_ids: Device ids, in array order.
+        charger_max_kw: Rated power of each charger at its grid terminal [kW].
+        charger_efficiency: Charger conversion efficiency [-].
+        battery_capacity_kwh, battery_charge_max_kw, battery_discharge_max_kw [kWh, kW].
+        import_limit_kw / export_limit_kw: Grid-connection limits [kW] (inf when unlimited).
+        tz: IANA time zone of the site.
+        params: Extra scenario data a controller may use (tariff, horizon, ...).
+    """
+
+    step_s: int
+    period_s: int
+    charger_ids: tuple[str, ...]
+    battery_ids: tuple[str, ...]
+    pv_ids: tuple[str, ...]
+    load_ids: tuple[str, ...]
+    charger_max_kw: np.ndarray
+    charger_efficiency: np.ndarray
+    battery_capacity_kwh: np.ndarray
+    battery_charge_max_kw: np.ndarray
+    battery_discharge_max_kw: np.ndarray
+    import_limit_kw: float
+    export_limit_kw: float
+    tz: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Observation:
+    """What a controller sees at the start of a control period (time ``t_s``).
+
+    Power values follow the load convention [kW]. Per-device arrays are views owned by the
+    simulator: copy them if you keep them.
+
+    Attributes:
+        t_s: Simulation time [s]; ``k`` the step number.
+        price_per_kwh / export_price_per_kwh [currency/kWh]; carbon_g_per_kwh [gCO2/kWh].
+        load_kw: Total building load this step [kW].
+        pv_available_kw: Available PV generation per plant (positive) [kW].
+        charger_connected: EV plugged in, per charger.
+        charger_ev_max_kw: Max grid-side power the plugged EV can take this step (taper, vehicle
+            and charger limits, remaining need) [kW]; 0 when empty.
+        charger_e_needed_kwh: Energy the EV still needs (EV side) [kWh].
+        charger_departure_s: Announced departure [s] (-1 when empty).
+        battery_soc: SOC per battery [-].
+        battery_p_min_kw / battery_p_max_kw: Feasible power range this step [kW].
+        site_voltage_pu: Voltage at the site bus from the previous power flow [p.u.] (NaN if none).
+    """
+
+    t_s: int
+    k: int
+    price_per_kwh: float
+    export_price_per_kwh: float
+    carbon_g_per_kwh: float
+    load_kw: float
+    pv_available_kw: np.ndarray
+    charger_connected: np.ndarray
+    charger_ev_max_kw: np.ndarray
+    charger_e_needed_kwh: np.ndarray
+    charger_departure_s: np.ndarray
+    battery_soc: np.ndarray
+    battery_p_min_kw: np.ndarray
+    battery_p_max_kw: np.ndarray
+    site_voltage_pu: float = float("nan")
+
+
+@dataclass
+class Setpoints:
+    """What a controller asks for until its next call.
+
+    Attributes:
+        charger_kw: Power limit at each charger's grid terminal [kW]; NaN = no limit.
+        battery_kw: Battery power per battery, load convention (+ charge) [kW].
+        pv_limit_kw: Max output per PV plant [kW]; NaN = no curtailment.
+    """
+
+    charger_kw: np.ndarray
+    battery_kw: np.ndarray
+    pv_limit_kw: np.ndarray
+
+    @classmethod
+    def unlimited(cls, n_chargers: int, n_batteries: int, n_pv: int) -> Setpoints:
+        return cls(
+            charger_kw=np.full(n_chargers, np.nan),
+            battery_kw=np.zeros(n_batteries),
+            pv_limit_kw=np.full(n_pv, np.nan),
+        )
+
+
+class Controller:
+    """Base class of every controller.
+
+    Subclasses set :attr:`name`, accept their parameters as keyword arguments in ``__init__`` and
+    implement :meth:`act`. :meth:`reset` is called once before the run with the site's facts.
+    """
+
+    name: str = "controller"
+
+    def reset(self, site: SiteInfo, rng: np.random.Generator) -> None:
+        self.site = site
+        self.rng = rng
+
+    def act(self, obs: Observation) -> Setpoints:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def stats(self) -> dict[str, float]:
+        """Figures to add to the KPIs (e.g. solve times). Empty by default."""
+        return {}

@@ -1,0 +1,108 @@
+"""Controller registry: built-in names and ``"package.module:Class"`` import paths."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from qubit_sim.control.base import Controller
+from qubit_sim.errors import ControllerError
+
+__all__ = [
+    "ControllerRegistry",
+    "controller_names",
+    "default_registry",
+    "is_import_path",
+    "make_controller",
+]
+
+Factory = Callable[..., Controller]
+
+# Built-ins are named by import path so listing them costs no import of heavy modules.
+_BUILTIN: dict[str, tuple[str, str]] = {
+    "uncontrolled": ("qubit_sim.control.builtin:Uncontrolled", "EVs at full power, battery idle"),
+    "rule_based": (
+        "qubit_sim.control.builtin:RuleBased",
+        "battery peak shaving by threshold + PV self-consumption",
+    ),
+}
+
+
+def is_import_path(name: str) -> bool:
+    """True for ``"package.module:Class"``."""
+    return ":" in name and not name.startswith(":") and not name.endswith(":")
+
+
+def _import(path: str) -> Any:
+    module_name, _, attr = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ControllerError(f"cannot import controller module {module_name!r}: {exc}") from None
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ControllerError(f"module {module_name!r} has no attribute {attr!r}") from None
+
+
+class ControllerRegistry:
+    """Names -> controller factories. Each registry is its own; ``default_registry()`` gives one
+    with the built-ins."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[str | Factory, str]] = {}
+
+    def register(self, name: str, factory: str | Factory, description: str = "") -> None:
+        if name in self._entries:
+            raise ControllerError(f"controller {name!r} is already registered")
+        self._entries[name] = (factory, description)
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def describe(self) -> dict[str, str]:
+        return {name: self._entries[name][1] for name in self.names()}
+
+    def make(self, name: str, params: dict[str, Any] | None = None) -> Controller:
+        """Build controller ``name`` (registered, or ``"module:Class"``) with ``params``."""
+        params = params or {}
+        if name in self._entries:
+            factory: Any = self._entries[name][0]
+            if isinstance(factory, str):
+                factory = _import(factory)
+        elif is_import_path(name):
+            factory = _import(name)
+        else:
+            import difflib
+
+            close = difflib.get_close_matches(name, self.names(), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ControllerError(
+                f"unknown controller {name!r}{hint}; registered: {', '.join(self.names())}"
+            )
+        try:
+            controller = factory(**params)
+        except TypeError as exc:
+            raise ControllerError(f"controller {name!r} rejected its parameters: {exc}") from None
+        if not isinstance(controller, Controller):
+            raise ControllerError(
+                f"{name!r} built a {type(controller).__name__}, which is not a "
+                "qubit_sim.control.Controller"
+            )
+        return controller
+
+
+def default_registry() -> ControllerRegistry:
+    registry = ControllerRegistry()
+    for name, (path, description) in _BUILTIN.items():
+        registry.register(name, path, description)
+    return registry
+
+
+def controller_names() -> list[str]:
+    return sorted(_BUILTIN)
+
+
+def make_controller(name: str, params: dict[str, Any] | None = None) -> Controller:
+    return default_registry().make(name, params)

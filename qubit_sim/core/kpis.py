@@ -1,0 +1,123 @@
+"""Key performance indicators of a run, computed from its recorded time series."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["compute_kpis"]
+
+
+def compute_kpis(
+    df: Any,
+    *,
+    step_s: int,
+    tariff: Any,
+    tz: str,
+    sessions_needed_kwh: np.ndarray,
+    sessions_delivered_kwh: np.ndarray,
+    sessions_rejected: np.ndarray,
+    battery_throughput_kwh: float,
+    battery_energy_change_kwh: float,
+    energy_balance_error_kwh: float,
+    import_limit_kw: float,
+    export_limit_kw: float,
+    voltage_limits_pu: tuple[float, float] = (0.95, 1.05),
+    loading_limit_pct: float = 100.0,
+    unmet_penalty_per_kwh: float = 0.0,
+    extra: dict[str, float] | None = None,
+) -> dict[str, float | int | None]:
+    """KPIs of a run (energies [kWh], powers [kW], money in the tariff currency, CO2 [kg]).
+
+    ``df`` is the run's time series (columns as written by the simulation). Demand charges apply to
+    each billing period the run touches, on that period's peak 15-min average import.
+    """
+    from qubit_sim.core.tariff import demand_peaks_kw
+
+    hours = step_s / 3600.0
+    imp = df["grid_import_kw"].to_numpy()
+    exp = df["grid_export_kw"].to_numpy()
+    price = df["price_per_kwh"].to_numpy()
+    export_price = df["export_price_per_kwh"].to_numpy()
+    carbon = df["carbon_g_per_kwh"].to_numpy()
+    energy_cost = float((imp * price).sum() * hours)
+    export_credit = float((exp * export_price).sum() * hours)
+    peaks = demand_peaks_kw(
+        imp, step_s, df["time"], tz, tariff.billing_period, tariff.demand_window_s
+    )
+    demand_charge = float(peaks["peak_kw"].sum() * tariff.demand_charge_per_kw)
+    total_cost = energy_cost + demand_charge - export_credit
+
+    pv_generated = float(-df["pv_kw"].to_numpy().sum() * hours)
+    grid_export_kwh = float(exp.sum() * hours)
+    needed = float(np.sum(sessions_needed_kwh))
+    delivered = float(np.sum(sessions_delivered_kwh))
+    unmet = float(np.sum(np.maximum(sessions_needed_kwh - sessions_delivered_kwh, 0.0)))
+
+    kpis: dict[str, float | int | None] = {
+        "energy_cost": energy_cost,
+        "demand_charge": demand_charge,
+        "export_credit": export_credit,
+        "total_cost": total_cost,
+        "objective_cost": total_cost + unmet * unmet_penalty_per_kwh,
+        "grid_import_kwh": float(imp.sum() * hours),
+        "grid_export_kwh": grid_export_kwh,
+        "peak_import_kw": float(imp.max()) if len(imp) else 0.0,
+        "peak_import_15min_kw": float(peaks["peak_kw"].max()) if len(peaks) else 0.0,
+        "peak_export_kw": float(exp.max()) if len(exp) else 0.0,
+        "import_limit_violation_steps": int((imp > import_limit_kw + 1e-9).sum()),
+        "export_limit_violation_steps": int((exp > export_limit_kw + 1e-9).sum()),
+        "load_energy_kwh": float(df["load_kw"].to_numpy().sum() * hours),
+        "ev_sessions": int(len(sessions_needed_kwh)),
+        "ev_sessions_rejected": int(np.sum(sessions_rejected)),
+        "ev_energy_requested_kwh": needed,
+        "ev_energy_delivered_kwh": delivered,
+        "ev_energy_unmet_kwh": unmet,
+        "ev_charger_energy_kwh": float(df["ev_p_kw"].to_numpy().sum() * hours),
+        "pv_energy_kwh": pv_generated,
+        "pv_available_kwh": float(df["pv_available_kw"].to_numpy().sum() * hours),
+        "pv_self_consumption_ratio": (
+            float(np.clip(1.0 - grid_export_kwh / pv_generated, 0.0, 1.0))
+            if pv_generated > 1e-9
+            else None
+        ),
+        "battery_throughput_kwh": battery_throughput_kwh,
+        "battery_energy_change_kwh": battery_energy_change_kwh,
+        "co2_kg": float((imp * carbon).sum() * hours / 1000.0),
+        "energy_balance_error_kwh": abs(energy_balance_error_kwh),
+    }
+    if "grid_vm_min_pu" in df:
+        low, high = voltage_limits_pu
+        vmin = df["grid_vm_min_pu"].to_numpy()
+        vmax = df["grid_vm_max_pu"].to_numpy()
+        line = df["grid_line_loading_max_pct"].to_numpy()
+        trafo = df["grid_trafo_loading_max_pct"].to_numpy()
+        kpis.update(
+            {
+                "voltage_violation_steps": int(((vmin < low) | (vmax > high)).sum()),
+                "overload_steps": int(
+                    ((line > loading_limit_pct) | (trafo > loading_limit_pct)).sum()
+                ),
+                "min_voltage_pu": float(vmin.min()),
+                "max_voltage_pu": float(vmax.max()),
+                "max_line_loading_pct": float(line.max()),
+                "max_trafo_loading_pct": float(trafo.max()),
+                "grid_losses_kwh": float(df["grid_losses_kw"].to_numpy().sum() * hours),
+            }
+        )
+    else:
+        kpis.update(
+            {
+                "voltage_violation_steps": None,
+                "overload_steps": None,
+                "min_voltage_pu": None,
+                "max_voltage_pu": None,
+                "max_line_loading_pct": None,
+                "max_trafo_loading_pct": None,
+                "grid_losses_kwh": None,
+            }
+        )
+    if extra:
+        kpis.update(extra)
+    return kpis

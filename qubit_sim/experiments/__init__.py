@@ -1,0 +1,1 @@
+"""qubit_sim.experiments."""

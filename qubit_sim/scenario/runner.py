@@ -1,0 +1,238 @@
+"""Run a scenario end to end and write its results folder."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from qubit_sim.control.base import Controller
+from qubit_sim.core.results import RunResult, git_revision, package_versions, write_json
+from qubit_sim.errors import QubitSimError, SimulationError
+from qubit_sim.scenario.build import SiteModel, build_site
+from qubit_sim.scenario.loader import LoadedScenario, load_scenario
+from qubit_sim.scenario.simulation import Simulation
+
+__all__ = ["default_out_dir", "run", "run_loaded"]
+
+
+def default_out_dir(name: str, seed: int) -> Path:
+    """``results/<scenario>-seed<seed>`` under the current folder."""
+    return Path("results") / f"{name}-seed{seed}"
+
+
+def run(
+    scenario: str | Path | LoadedScenario,
+    *,
+    seed: int | None = None,
+    out: str | Path | None = None,
+    until_s: int | None = None,
+    controller: str | Controller | None = None,
+    controller_params: dict[str, Any] | None = None,
+    plots: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> RunResult:
+    """Run a scenario and write its results folder.
+
+    Args:
+        scenario: A scenario YAML path or an already loaded scenario.
+        seed: Overrides ``site.seed``.
+        out: Results folder (default ``results/<name>-seed<seed>``); replaced if it exists.
+        until_s: Simulate only the first ``until_s`` seconds.
+        controller: A registered name, ``"module:Class"``, or a controller instance; overrides the
+            scenario's controller.
+        controller_params: Parameters for a controller given by name.
+        plots: Write ``plots/*.png``.
+        progress: Called with (steps done, total steps).
+
+    Returns:
+        The :class:`RunResult`. A run that fails half-way writes what it simulated, marks the
+        manifest ``incomplete`` and raises :class:`~qubit_sim.errors.SimulationError`.
+    """
+    loaded = scenario if isinstance(scenario, LoadedScenario) else load_scenario(scenario)
+    return run_loaded(
+        loaded,
+        seed=seed,
+        out=out,
+        until_s=until_s,
+        controller=controller,
+        controller_params=controller_params,
+        plots=plots,
+        progress=progress,
+    )
+
+
+def run_loaded(
+    loaded: LoadedScenario,
+    *,
+    seed: int | None = None,
+    out: str | Path | None = None,
+    until_s: int | None = None,
+    controller: str | Controller | None = None,
+    controller_params: dict[str, Any] | None = None,
+    plots: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> RunResult:
+    wall_start = time.perf_counter()
+    started_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    instance: Controller | None = None
+    controller_name = loaded.spec.controller.name
+    if isinstance(controller, Controller):
+        instance = controller
+        controller_name = controller.name
+    elif isinstance(controller, str):
+        from qubit_sim.control.registry import make_controller
+
+        instance = make_controller(controller, controller_params or {})
+        controller_name = controller
+    site = build_site(loaded, seed=seed, until_s=until_s, controller=instance)
+    built = time.perf_counter()
+    run_seed = loaded.spec.site.seed if seed is None else seed
+    folder = Path(out) if out is not None else default_out_dir(loaded.name, run_seed)
+    _prepare(folder)
+    (folder / "scenario.yaml").write_text(
+        yaml.safe_dump(loaded.raw, sort_keys=False, default_flow_style=None), encoding="utf-8"
+    )
+    manifest: dict[str, Any] = {
+        "scenario": loaded.name,
+        "scenario_file": str(loaded.path) if loaded.path else None,
+        "seed": run_seed,
+        "mode": loaded.spec.mode,
+        "controller": controller_name,
+        "start": site.clock.iso(0),
+        "step_s": site.clock.step_s,
+        "duration_s": site.clock.duration_s,
+        "n_steps": site.clock.n_steps,
+        "status": "running",
+        "versions": package_versions(),
+        "git_revision": git_revision(),
+        "started_at": started_at,
+    }
+    write_json(folder / "manifest.json", manifest)
+
+    total = site.clock.n_steps
+    sim = Simulation(
+        site,
+        timeseries_path=folder / "timeseries.parquet",
+        events_path=folder / "events.jsonl",
+        progress=(lambda done: progress(done, total)) if progress else None,
+    )
+    error: SimulationError | None = None
+    try:
+        sim.run()
+    except SimulationError as exc:
+        error = exc
+    except QubitSimError as exc:
+        error = SimulationError(str(exc), sim.engine.now_s)
+        error.__cause__ = exc
+    simulated = time.perf_counter()
+
+    _write_sessions(folder, site, sim)
+    kpis = _kpis(site, sim)
+    write_json(folder / "kpis.json", kpis)
+    plot_files: list[Path] = []
+    if plots and sim.recorder.n_rows:
+        from qubit_sim.core.plots import write_plots
+
+        plot_files = write_plots(
+            sim.recorder.frame(),
+            folder / "plots",
+            title=f"{loaded.name} — {controller_name}, seed {run_seed}",
+            import_limit_kw=site.site_info.import_limit_kw,
+            voltage_limits_pu=site.grid.voltage_limits_pu if site.grid else (0.95, 1.05),
+            tz=loaded.spec.site.location.tz,
+        )
+    finished = time.perf_counter()
+    manifest.update(
+        {
+            "status": "complete" if error is None else "incomplete",
+            "steps_done": sim.engine.steps_done,
+            "timings_s": {
+                "build": round(built - wall_start, 3),
+                "simulate": round(simulated - built, 3),
+                "results": round(finished - simulated, 3),
+                "total": round(finished - wall_start, 3),
+            },
+        }
+    )
+    if error is not None:
+        manifest["stopped_at_s"] = error.sim_time_s
+        manifest["stopped_at"] = site.clock.iso(error.sim_time_s or 0)
+        manifest["error"] = str(error)
+    write_json(folder / "manifest.json", manifest)
+    result = RunResult(folder, kpis, manifest, plot_files)
+    if error is not None:
+        raise SimulationError(
+            f"{error} — results up to the failure are in {folder} (marked incomplete)",
+            error.sim_time_s,
+        ) from error
+    return result
+
+
+def _prepare(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("timeseries.parquet", "kpis.json", "events.jsonl", "sessions.parquet"):
+        (folder / name).unlink(missing_ok=True)
+    plots = folder / "plots"
+    if plots.is_dir():
+        for png in plots.glob("*.png"):
+            png.unlink()
+
+
+def _write_sessions(folder: Path, site: SiteModel, sim: Simulation) -> None:
+    import pandas as pd
+
+    sessions = site.sessions
+    frame = sessions.to_frame() if len(sessions) else pd.DataFrame()
+    if len(sessions):
+        ids = np.array(site.fleet.ids + ("",), dtype=object)
+        frame["charger_id"] = ids[sim.session_charger]
+        frame["plugged_s"] = sim.session_plugged_s
+        frame["unplugged_s"] = sim.session_unplugged_s
+        frame["rejected"] = sim.session_rejected
+        frame["e_delivered_kwh"] = sim.session_delivered_kwh
+    frame.to_parquet(folder / "sessions.parquet", index=False)
+
+
+def _sessions_in_horizon(site: SiteModel) -> np.ndarray:
+    """Sessions that plug in (or are turned away) within the simulated horizon."""
+    dt = site.clock.step_s
+    arrive = -(-np.asarray(site.sessions.arrival_s, dtype=np.int64) // dt) * dt
+    return arrive < site.clock.duration_s
+
+
+def _kpis(site: SiteModel, sim: Simulation) -> dict[str, Any]:
+    from qubit_sim.core.kpis import compute_kpis
+
+    balance = sim.energy_balance()
+    within = _sessions_in_horizon(site)
+    df = sim.recorder.frame()
+    if not len(df):
+        return {"status": "no steps simulated"}
+    grid = site.grid
+    kpis = compute_kpis(
+        df,
+        step_s=site.clock.step_s,
+        tariff=site.tariff,
+        tz=site.site_info.tz,
+        sessions_needed_kwh=np.asarray(site.sessions.e_needed_kwh)[within],
+        sessions_delivered_kwh=sim.session_delivered_kwh[within],
+        sessions_rejected=sim.session_rejected[within],
+        battery_throughput_kwh=site.batteries.throughput_kwh,
+        battery_energy_change_kwh=balance["battery_stored_end_kwh"]
+        - balance["battery_stored_start_kwh"],
+        energy_balance_error_kwh=balance["error_kwh"],
+        import_limit_kw=site.site_info.import_limit_kw,
+        export_limit_kw=site.site_info.export_limit_kw,
+        voltage_limits_pu=grid.voltage_limits_pu if grid else (0.95, 1.05),
+        loading_limit_pct=grid.loading_limit_pct if grid else 100.0,
+        unmet_penalty_per_kwh=site.scenario.spec.tariff.unmet_energy_penalty_per_kwh,
+        extra=site.controller.stats(),
+    )
+    kpis["currency"] = site.tariff.currency
+    return kpis

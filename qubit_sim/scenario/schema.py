@@ -1,0 +1,333 @@
+"""The scenario file format, as pydantic models.
+
+Every model forbids unknown keys, so a misspelt key is an error (with a "did you mean"), not a
+silently ignored setting. Field-by-field documentation with units: ``docs/scenario-format.md``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from qubit_sim.core.clock import parse_duration
+
+__all__ = [
+    "BatterySpec",
+    "CarbonSpec",
+    "ChargerSpec",
+    "ControllerSpec",
+    "EnergyRateSpec",
+    "EvSpec",
+    "GridConnection",
+    "GridSpec",
+    "LoadSpec",
+    "Location",
+    "PopulationSpec",
+    "PvSpec",
+    "Scenario",
+    "SiteSpec",
+    "TariffSpec",
+    "VehicleTypeSpec",
+]
+
+Duration = Annotated[int, Field(ge=0)]
+Bus = int | str
+
+
+def _duration(value: Any) -> int:
+    return parse_duration(value)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class Location(_Model):
+    """Site location (WGS84) and its IANA time zone."""
+
+    lat: float = Field(ge=-90, le=90, description="latitude [deg]")
+    lon: float = Field(ge=-180, le=180, description="longitude [deg]")
+    tz: str = Field(default="UTC", description="IANA time zone of local times (tariffs, arrivals)")
+
+    @field_validator("tz")
+    @classmethod
+    def _known_tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}; use an IANA name such as 'Europe/Amsterdam'"
+            ) from None
+        return value
+
+
+class GridConnection(_Model):
+    """Limits of the site's connection to the grid [kW]; ``None`` means unlimited."""
+
+    import_kw: float | None = Field(default=None, gt=0)
+    export_kw: float | None = Field(default=None, ge=0)
+
+
+class SiteSpec(_Model):
+    """Where and when the scenario happens."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    location: Location = Location(lat=52.37, lon=4.90, tz="Europe/Amsterdam")
+    start: datetime
+    duration: Duration = 7 * 86400
+    step: Duration = 60
+    seed: int = Field(default=0, ge=0)
+    grid_connection: GridConnection = GridConnection()
+
+    @field_validator("duration", "step", mode="before")
+    @classmethod
+    def _parse_duration(cls, value: Any) -> int:
+        return _duration(value)
+
+    @field_validator("start")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("start must carry a time zone; write UTC as e.g. 2025-01-06T00:00:00Z")
+        return value.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _step_divides(self) -> SiteSpec:
+        if self.step <= 0:
+            raise ValueError(f"step must be positive, found {self.step} s")
+        if self.duration <= 0:
+            raise ValueError(f"duration must be positive, found {self.duration} s")
+        if self.duration % self.step:
+            raise ValueError(
+                f"step ({self.step} s) must divide the duration ({self.duration} s) exactly"
+            )
+        return self
+
+
+class GridSpec(_Model):
+    """The distribution feeder the site sits on."""
+
+    network: str = Field(description="simbench code, or 'pandapower:<network function>'")
+    site_bus: Bus = Field(description="bus of the site's connection point (index or name)")
+    background: bool = Field(default=True, description="drive the feeder's own loads/PV by profiles")
+    background_scale: float = Field(default=1.0, ge=0)
+    power_flow: bool = True
+    voltage_limits_pu: tuple[float, float] = (0.95, 1.05)
+    loading_limit_pct: float = Field(default=100.0, gt=0)
+    record_bus_voltages: bool = True
+
+    @field_validator("voltage_limits_pu")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not 0 < low < high:
+            raise ValueError(f"voltage limits must satisfy 0 < low < high, found {list(value)}")
+        return value
+
+
+class _AssetBase(_Model):
+    template: str | None = Field(default=None, description="twin template in twins/")
+    id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+$")
+    bus: Bus | None = Field(default=None, description="bus (default: the site bus)")
+
+
+class ChargerSpec(_AssetBase):
+    """A group of identical chargers."""
+
+    count: int = Field(default=1, ge=1)
+    kind: Literal["ac", "dc"] = "ac"
+    power_kw: float = Field(gt=0, description="max power per connector [kW]")
+    phases: Literal[1, 3] = 3
+    connectors: int = Field(default=1, ge=1)
+    efficiency: float = Field(default=0.97, gt=0, le=1)
+    voltage_v: float = Field(default=230.0, gt=0, description="phase-to-neutral voltage [V]")
+    buses: list[Bus] | None = Field(default=None, description="one bus per charger, cycled")
+    protocol: Literal["ocpp1.6", "ocpp2.0.1"] = "ocpp1.6"
+
+
+class BatterySpec(_AssetBase):
+    """A stationary battery."""
+
+    capacity_kwh: float = Field(gt=0)
+    power_kw: float | None = Field(default=None, gt=0, description="both directions [kW]")
+    charge_kw: float | None = Field(default=None, gt=0)
+    discharge_kw: float | None = Field(default=None, gt=0)
+    eta_charge: float = Field(default=0.95, gt=0, le=1)
+    eta_discharge: float = Field(default=0.95, gt=0, le=1)
+    soc_min: float = Field(default=0.1, ge=0, le=1)
+    soc_max: float = Field(default=0.9, ge=0, le=1)
+    soc_initial: float = Field(default=0.5, ge=0, le=1)
+    self_discharge_per_h: float = Field(default=0.0, ge=0, lt=1)
+    degradation_cost_per_kwh: float = Field(default=0.02, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BatterySpec:
+        if self.soc_min >= self.soc_max:
+            raise ValueError(f"soc_min ({self.soc_min}) must be below soc_max ({self.soc_max})")
+        if not self.soc_min <= self.soc_initial <= self.soc_max:
+            raise ValueError(
+                f"soc_initial ({self.soc_initial}) must lie in the SOC window "
+                f"[{self.soc_min}, {self.soc_max}]"
+            )
+        if self.power_kw is None and (self.charge_kw is None or self.discharge_kw is None):
+            raise ValueError("give power_kw, or both charge_kw and discharge_kw")
+        return self
+
+    @property
+    def p_charge_max_kw(self) -> float:
+        return float(self.charge_kw if self.charge_kw is not None else self.power_kw)  # type: ignore[arg-type]
+
+    @property
+    def p_discharge_max_kw(self) -> float:
+        return float(self.discharge_kw if self.discharge_kw is not None else self.power_kw)  # type: ignore[arg-type]
+
+
+class PvSpec(_AssetBase):
+    """A PV plant (one inverter) modelled with pvlib."""
+
+    kwp: float = Field(gt=0, description="DC peak power [kWp]")
+    inverter_kw: float | None = Field(default=None, gt=0, description="AC rating [kW]")
+    tilt_deg: float = Field(default=30.0, ge=0, le=90)
+    azimuth_deg: float = Field(default=180.0, ge=0, lt=360)
+    losses_pct: float = Field(default=14.0, ge=0, lt=100)
+    model: Literal["pvwatts"] = "pvwatts"
+    weather: str = Field(default="tmy:723170TYA", description="'tmy:<pvlib file>' or a CSV path")
+    count: int = Field(default=1, ge=1, description="identical plants (one per bus in `buses`)")
+    buses: list[Bus] | None = None
+
+
+class LoadSpec(_AssetBase):
+    """A building load from a simbench profile or a CSV."""
+
+    profile: str = Field(default="G1-A", description="simbench profile name, or 'csv:<path>'")
+    annual_kwh: float | None = Field(default=None, gt=0)
+    peak_kw: float | None = Field(default=None, gt=0)
+    count: int = Field(default=1, ge=1)
+    buses: list[Bus] | None = None
+
+    @model_validator(mode="after")
+    def _one_scale(self) -> LoadSpec:
+        if not self.profile.startswith("csv:") and (self.annual_kwh is None) == (
+            self.peak_kw is None
+        ):
+            raise ValueError("give exactly one of annual_kwh or peak_kw to scale the profile")
+        return self
+
+
+class AssetsSpec(_Model):
+    chargers: list[ChargerSpec] = []
+    batteries: list[BatterySpec] = []
+    pv: list[PvSpec] = []
+    loads: list[LoadSpec] = []
+
+
+class VehicleTypeSpec(_Model):
+    name: str
+    battery_kwh: float = Field(gt=0)
+    max_ac_kw: float = Field(gt=0)
+    max_dc_kw: float = Field(gt=0)
+    knee_soc: float = Field(default=0.8, gt=0, lt=1)
+    share: float = Field(default=1.0, gt=0)
+
+
+class PopulationSpec(_Model):
+    behaviour: Literal["workplace", "residential", "depot"]
+    vehicles: int = Field(ge=1)
+    dedicated_chargers: bool | None = Field(
+        default=None, description="vehicle i always uses charger i (default: depot/residential)"
+    )
+    vehicle_types: list[VehicleTypeSpec] | None = None
+
+
+class EvSpec(_Model):
+    """The EV population: an agent-based model, or recorded sessions replayed exactly."""
+
+    population: PopulationSpec | None = None
+    sessions_csv: str | None = None
+    target_soc: float = Field(default=1.0, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EvSpec:
+        if (self.population is None) == (self.sessions_csv is None):
+            raise ValueError("give exactly one of population or sessions_csv")
+        return self
+
+
+class EnergyRateSpec(_Model):
+    """A time-of-use rate; ``end`` is an inclusive minute (07:00-22:59)."""
+
+    name: str
+    rate: float = Field(description="price [currency/kWh]")
+    start_time: str = "00:00"
+    end_time: str = "23:59"
+    weekdays: list[int | str] | None = None
+    months: list[int] | None = None
+
+
+class CarbonSpec(_Model):
+    """Grid carbon intensity [gCO2/kWh]: constant, 24 hourly values (local), or a CSV."""
+
+    constant_g_per_kwh: float | None = Field(default=None, ge=0)
+    hourly_g_per_kwh: list[float] | None = None
+    csv: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> CarbonSpec:
+        given = [
+            x is not None for x in (self.constant_g_per_kwh, self.hourly_g_per_kwh, self.csv)
+        ]
+        if sum(given) != 1:
+            raise ValueError("give exactly one of constant_g_per_kwh, hourly_g_per_kwh or csv")
+        if self.hourly_g_per_kwh is not None and len(self.hourly_g_per_kwh) != 24:
+            raise ValueError(
+                f"hourly_g_per_kwh needs 24 values, found {len(self.hourly_g_per_kwh)}"
+            )
+        return self
+
+
+class TariffSpec(_Model):
+    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+    energy_rates: list[EnergyRateSpec] = []
+    default_rate: float | None = Field(default=0.25, description="price outside all windows")
+    export_price_per_kwh: float = 0.0
+    demand_charge_per_kw: float = Field(default=0.0, ge=0)
+    billing_period: Literal["month", "week", "day"] = "month"
+    carbon: CarbonSpec = CarbonSpec(constant_g_per_kwh=300.0)
+    unmet_energy_penalty_per_kwh: float = Field(default=1.0, ge=0)
+
+
+class ControllerSpec(_Model):
+    name: str = "uncontrolled"
+    period: Duration | None = Field(default=None, description="control period (default: step)")
+    params: dict[str, Any] = {}
+
+    @field_validator("period", mode="before")
+    @classmethod
+    def _parse_period(cls, value: Any) -> int | None:
+        return None if value is None else _duration(value)
+
+
+class Scenario(_Model):
+    """A whole scenario file."""
+
+    site: SiteSpec
+    grid: GridSpec | None = None
+    assets: AssetsSpec = AssetsSpec()
+    evs: EvSpec | None = None
+    tariff: TariffSpec = TariffSpec()
+    controller: ControllerSpec = ControllerSpec()
+    mode: Literal["fast"] = "fast"
+
+    @model_validator(mode="after")
+    def _cross(self) -> Scenario:
+        if self.controller.period is not None and self.controller.period % self.site.step:
+            raise ValueError(
+                f"controller.period ({self.controller.period} s) must be a multiple of "
+                f"site.step ({self.site.step} s)"
+            )
+        if self.evs is not None and not self.assets.chargers:
+            raise ValueError("evs are given but assets.chargers is empty: EVs need chargers")
+        return self

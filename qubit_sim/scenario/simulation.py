@@ -1,0 +1,401 @@
+"""The site simulation: one physics step, EV arrivals/departures and the control cycle on the engine.
+
+Per step ``k`` (time ``t = k * step``), in this order:
+
+1. EV arrivals and departures at ``t`` (simpy device events, before anything else at ``t``);
+2. the control cycle, every ``controller.period`` — the controller sees the state at ``t``;
+3. physics over ``[t, t + step)``: chargers/EVs, batteries, PV (with curtailment), loads;
+4. the site meter (load convention) and, when enabled, an AC power flow of the whole feeder;
+5. one recorded row.
+
+EV sessions are aligned to the step grid: an EV plugs in at the first step start at or after its
+arrival and leaves at the last step start at or before its departure.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qubit_sim.control.base import Observation, Setpoints
+from qubit_sim.core.engine import Engine
+from qubit_sim.core.recorder import Recorder
+from qubit_sim.errors import ControllerError, GridError
+from qubit_sim.scenario.build import SiteModel
+
+__all__ = ["Simulation"]
+
+SCALAR_COLUMNS = [
+    "site_p_kw",
+    "grid_import_kw",
+    "grid_export_kw",
+    "load_kw",
+    "pv_kw",
+    "pv_available_kw",
+    "ev_p_kw",
+    "ev_connected",
+    "battery_p_kw",
+    "battery_soc",
+    "price_per_kwh",
+    "export_price_per_kwh",
+    "carbon_g_per_kwh",
+]
+GRID_COLUMNS = [
+    "grid_vm_min_pu",
+    "grid_vm_max_pu",
+    "grid_vm_site_pu",
+    "grid_line_loading_max_pct",
+    "grid_trafo_loading_max_pct",
+    "grid_losses_kw",
+    "grid_ext_p_kw",
+]
+
+
+class Simulation:
+    """Runs a :class:`~qubit_sim.scenario.build.SiteModel` on the engine.
+
+    Args:
+        site: The built site.
+        timeseries_path: Parquet file to stream rows to (``None``: memory only).
+        events_path: JSON-lines file for events (``None``: keep in memory).
+        progress: Called with steps done.
+    """
+
+    def __init__(
+        self,
+        site: SiteModel,
+        timeseries_path: Path | None = None,
+        events_path: Path | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.site = site
+        clock = site.clock
+        self.dt = clock.step_s
+        self.fleet = site.fleet
+        self.bank = site.batteries
+        self.controller = site.controller
+        info = site.site_info
+        self.control_every = max(1, info.period_s // self.dt)
+        self.events: list[dict[str, Any]] = []
+        self._events_file = None
+        if events_path is not None:
+            events_path.parent.mkdir(parents=True, exist_ok=True)
+            self._events_file = events_path.open("w", encoding="utf-8")
+
+        self.columns = self._columns()
+        self.recorder = Recorder(
+            self.columns,
+            clock.start,
+            self.dt,
+            path=timeseries_path,
+            n_rows_hint=clock.n_steps,
+        )
+        self.engine = Engine(clock, self._step, progress=progress)
+        n_sessions = len(site.sessions)
+        self.session_charger = np.full(n_sessions, -1, dtype=np.int64)
+        self.session_delivered_kwh = np.zeros(n_sessions)
+        self.session_plugged_s = np.full(n_sessions, -1, dtype=np.int64)
+        self.session_unplugged_s = np.full(n_sessions, -1, dtype=np.int64)
+        self.session_rejected = np.zeros(n_sessions, dtype=bool)
+        self._ev_charged_kwh = 0.0
+        self._acc = {"meter_kwh": 0.0, "load_kwh": 0.0, "ev_grid_kwh": 0.0, "pv_kwh": 0.0}
+        self._stored_start_kwh = self.bank.stored_kwh()
+        self.setpoints = Setpoints.unlimited(self.fleet.n, self.bank.n, len(site.pv_ids))
+        self.controller.reset(info, site.rng.generator("controller"))
+        self._obs = self._make_observation()
+        self._site_v = float("nan")
+        self._schedule_sessions()
+
+    # ------------------------------------------------------------------ setup
+    def _columns(self) -> list[str]:
+        site = self.site
+        columns = list(SCALAR_COLUMNS)
+        for cid in site.fleet.ids:
+            columns += [f"charger_{cid}_p_kw", f"charger_{cid}_connected"]
+        for bid in site.batteries.ids:
+            columns += [f"battery_{bid}_p_kw", f"battery_{bid}_soc"]
+        columns += [f"pv_{pid}_p_kw" for pid in site.pv_ids]
+        columns += [f"load_{lid}_p_kw" for lid in site.load_ids]
+        if site.grid is not None and site.scenario.spec.grid.power_flow:  # type: ignore[union-attr]
+            columns += GRID_COLUMNS
+            if site.grid.record_bus_voltages:
+                columns += [f"bus_{int(b)}_vm_pu" for b in site.grid.bus_index]
+        return columns
+
+    def _make_observation(self) -> Observation:
+        n_pv = len(self.site.pv_ids)
+        return Observation(
+            t_s=0,
+            k=0,
+            price_per_kwh=0.0,
+            export_price_per_kwh=0.0,
+            carbon_g_per_kwh=0.0,
+            load_kw=0.0,
+            pv_available_kw=np.zeros(n_pv),
+            charger_connected=self.fleet.connected,
+            charger_ev_max_kw=np.zeros(self.fleet.n),
+            charger_e_needed_kwh=self.fleet.e_needed_kwh,
+            charger_departure_s=self.fleet.departure_s,
+            battery_soc=self.bank.soc,
+            battery_p_min_kw=np.zeros(self.bank.n),
+            battery_p_max_kw=np.zeros(self.bank.n),
+        )
+
+    def _schedule_sessions(self) -> None:
+        sessions = self.site.sessions
+        dt = self.dt
+        horizon = self.site.clock.duration_s
+        for s in range(len(sessions)):
+            arrive = -(-int(sessions.arrival_s[s]) // dt) * dt
+            if arrive >= horizon:
+                continue
+            self.engine.at(arrive, lambda s=s: self._arrive(s))
+
+    # ----------------------------------------------------------------- events
+    def _event(self, kind: str, **data: Any) -> None:
+        record = {"t_s": self.engine.now_s, "time": self.site.clock.iso(self.engine.now_s)}
+        record["type"] = kind
+        record.update(data)
+        if self._events_file is not None:
+            self._events_file.write(json.dumps(record) + "\n")
+        else:
+            self.events.append(record)
+
+    def _arrive(self, s: int) -> None:
+        sessions = self.site.sessions
+        fleet = self.fleet
+        now = self.engine.now_s
+        depart = (int(sessions.departure_s[s]) // self.dt) * self.dt
+        vehicle = str(sessions.vehicle_id[s])
+        if depart <= now:
+            self.session_rejected[s] = True
+            self._event("ev_rejected", session=s, vehicle_id=vehicle, reason="stay shorter than a step")
+            return
+        charger = fleet.free_charger(int(sessions.home_charger[s]))
+        if charger < 0:
+            self.session_rejected[s] = True
+            self._event("ev_rejected", session=s, vehicle_id=vehicle, reason="no free charger")
+            return
+        fleet.plug(
+            charger,
+            s,
+            soc=float(sessions.arrival_soc[s]),
+            e_needed_kwh=float(sessions.e_needed_kwh[s]),
+            capacity_kwh=float(sessions.capacity_kwh[s]),
+            max_ac_kw=float(sessions.max_ac_kw[s]),
+            max_dc_kw=float(sessions.max_dc_kw[s]),
+            knee_soc=float(sessions.knee_soc[s]),
+            departure_s=depart,
+        )
+        self.session_charger[s] = charger
+        self.session_plugged_s[s] = now
+        self._event(
+            "ev_plugged",
+            session=s,
+            vehicle_id=vehicle,
+            charger_id=fleet.ids[charger],
+            soc=round(float(sessions.arrival_soc[s]), 6),
+            e_needed_kwh=round(float(sessions.e_needed_kwh[s]), 6),
+            departure=self.site.clock.iso(depart),
+        )
+        if depart < self.site.clock.duration_s:
+            self.engine.at(depart, lambda: self._depart(charger, s))
+
+    def _depart(self, charger: int, s: int) -> None:
+        fleet = self.fleet
+        if fleet.session[charger] != s:  # already gone
+            return
+        self.session_unplugged_s[s] = self.engine.now_s
+        self._event(
+            "ev_unplugged",
+            session=s,
+            vehicle_id=str(self.site.sessions.vehicle_id[s]),
+            charger_id=fleet.ids[charger],
+            soc=round(float(fleet.soc[charger]), 6),
+            e_delivered_kwh=round(float(self.session_delivered_kwh[s]), 6),
+            e_unmet_kwh=round(float(fleet.e_needed_kwh[charger]), 6),
+        )
+        fleet.unplug(charger)
+
+    # ------------------------------------------------------------------- step
+    def _control(self, k: int) -> None:
+        site = self.site
+        obs = self._obs
+        obs.t_s = k * self.dt
+        obs.k = k
+        obs.price_per_kwh = float(site.price_per_kwh[k])
+        obs.export_price_per_kwh = float(site.export_price_per_kwh[k])
+        obs.carbon_g_per_kwh = float(site.carbon_g_per_kwh[k])
+        obs.load_kw = float(site.load_kw[k].sum())
+        obs.pv_available_kw = site.pv_available_kw[k]
+        obs.charger_connected = self.fleet.connected
+        obs.charger_ev_max_kw = self.fleet.max_grid_kw(self.dt)
+        obs.charger_e_needed_kwh = self.fleet.e_needed_kwh
+        obs.charger_departure_s = self.fleet.departure_s
+        obs.battery_soc = self.bank.soc
+        obs.battery_p_min_kw, obs.battery_p_max_kw = self.bank.limits(self.dt)
+        obs.site_voltage_pu = self._site_v
+        setpoints = self.controller.act(obs)
+        self._check_setpoints(setpoints)
+        self.setpoints = setpoints
+
+    def _check_setpoints(self, setpoints: Setpoints) -> None:
+        expected = (
+            ("charger_kw", self.fleet.n),
+            ("battery_kw", self.bank.n),
+            ("pv_limit_kw", len(self.site.pv_ids)),
+        )
+        for name, n in expected:
+            value = getattr(setpoints, name, None)
+            if value is None or np.shape(value) != (n,):
+                raise ControllerError(
+                    f"controller {self.controller.name!r} returned {name} of shape "
+                    f"{np.shape(value)}; expected ({n},)"
+                )
+        if np.isnan(setpoints.battery_kw).any():
+            raise ControllerError(f"controller {self.controller.name!r} returned NaN battery_kw")
+
+    def _step(self, k: int) -> None:
+        site = self.site
+        dt = self.dt
+        if k % self.control_every == 0:
+            self._control(k)
+        sp = self.setpoints
+        fleet = self.fleet
+
+        e_ev = fleet.step(sp.charger_kw, dt)
+        if fleet.n:
+            self._deliver(e_ev)
+        battery_p = self.bank.step(sp.battery_kw, dt) if self.bank.n else self.bank.p_kw
+        available = site.pv_available_kw[k]
+        pv_p = -np.fmin(available, np.maximum(sp.pv_limit_kw, 0.0))
+        load_p = site.load_kw[k]
+
+        load_total = float(load_p.sum())
+        ev_total = float(fleet.p_grid_kw.sum())
+        battery_total = float(battery_p.sum())
+        pv_total = float(pv_p.sum())
+        site_p = load_total + ev_total + battery_total + pv_total
+
+        hours = dt / 3600.0
+        acc = self._acc
+        acc["meter_kwh"] += site_p * hours
+        acc["load_kwh"] += load_total * hours
+        acc["ev_grid_kwh"] += float((e_ev / fleet.efficiency).sum()) if fleet.n else 0.0
+        acc["pv_kwh"] += pv_total * hours
+
+        row = self.recorder.row()
+        row[0] = site_p
+        row[1] = site_p if site_p > 0 else 0.0
+        row[2] = -site_p if site_p < 0 else 0.0
+        row[3] = load_total
+        row[4] = pv_total
+        row[5] = float(available.sum())
+        row[6] = ev_total
+        row[7] = float(fleet.connected.sum())
+        row[8] = battery_total
+        row[9] = float(self.bank.soc.mean()) if self.bank.n else np.nan
+        row[10] = site.price_per_kwh[k]
+        row[11] = site.export_price_per_kwh[k]
+        row[12] = site.carbon_g_per_kwh[k]
+        col = len(SCALAR_COLUMNS)
+        n = fleet.n
+        if n:
+            row[col : col + 2 * n : 2] = fleet.p_grid_kw
+            row[col + 1 : col + 2 * n : 2] = fleet.connected
+            col += 2 * n
+        nb = self.bank.n
+        if nb:
+            row[col : col + 2 * nb : 2] = battery_p
+            row[col + 1 : col + 2 * nb : 2] = self.bank.soc
+            col += 2 * nb
+        npv = len(pv_p)
+        row[col : col + npv] = pv_p
+        col += npv
+        nl = len(load_p)
+        row[col : col + nl] = load_p
+        col += nl
+        if site.grid is not None and site.scenario.spec.grid.power_flow:  # type: ignore[union-attr]
+            self._power_flow(k, fleet.p_grid_kw, battery_p, pv_p, load_p, row, col)
+        self.recorder.commit()
+
+    def _deliver(self, e_ev: np.ndarray) -> None:
+        active = self.fleet.session
+        mask = active >= 0
+        if mask.any():
+            np.add.at(self.session_delivered_kwh, active[mask], e_ev[mask])
+
+    def _power_flow(
+        self,
+        k: int,
+        ev_p: np.ndarray,
+        battery_p: np.ndarray,
+        pv_p: np.ndarray,
+        load_p: np.ndarray,
+        row: np.ndarray,
+        col: int,
+    ) -> None:
+        site = self.site
+        grid = site.grid
+        assert grid is not None
+        n_bus = len(grid.site_buses)
+        injection = (
+            np.bincount(site.charger_site_bus, ev_p, minlength=n_bus)
+            + np.bincount(site.battery_site_bus, battery_p, minlength=n_bus)
+            + np.bincount(site.pv_site_bus, pv_p, minlength=n_bus)
+            + np.bincount(site.load_site_bus, load_p, minlength=n_bus)
+        )
+        background = grid.background
+        if background is not None:
+            result = grid.powerflow.solve(
+                injection,
+                None,
+                background.load_p_mw[k],
+                background.load_q_mvar[k],
+                background.sgen_p_mw[k],
+            )
+        else:
+            result = grid.powerflow.solve(injection, None, None, None, None)
+        if not result.converged:
+            raise GridError(
+                f"AC power flow did not converge at step {k} ({site.clock.iso(k * self.dt)}); "
+                f"site injection {injection.round(1).tolist()} kW"
+            )
+        vm = result.vm_pu
+        self._site_v = float(vm[grid.site_bus_index_in_results])
+        row[col] = vm.min()
+        row[col + 1] = vm.max()
+        row[col + 2] = self._site_v
+        row[col + 3] = result.line_loading_pct.max() if len(result.line_loading_pct) else 0.0
+        row[col + 4] = result.trafo_loading_pct.max() if len(result.trafo_loading_pct) else 0.0
+        row[col + 5] = result.losses_kw
+        row[col + 6] = result.ext_grid_p_kw
+        if grid.record_bus_voltages:
+            row[col + 7 : col + 7 + len(vm)] = vm
+
+    # -------------------------------------------------------------------- run
+    def run(self) -> None:
+        """Run to the end; on error the recorder and events file are closed before raising."""
+        try:
+            self.engine.run()
+        finally:
+            self.recorder.close()
+            if self._events_file is not None:
+                self._events_file.close()
+
+    def energy_balance(self) -> dict[str, float]:
+        """Site-meter energy vs the sum of what every device drew [kWh]."""
+        acc = self._acc
+        battery_kwh = (self.bank.stored_kwh() - self._stored_start_kwh) + self.bank.loss_kwh
+        parts = acc["load_kwh"] + acc["ev_grid_kwh"] + battery_kwh + acc["pv_kwh"]
+        return {
+            "meter_kwh": acc["meter_kwh"],
+            "devices_kwh": parts,
+            "error_kwh": acc["meter_kwh"] - parts,
+            "battery_stored_start_kwh": self._stored_start_kwh,
+            "battery_stored_end_kwh": self.bank.stored_kwh(),
+        }
