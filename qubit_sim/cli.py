@@ -60,7 +60,7 @@ def _console():  # type: ignore[no-untyped-def]
 def _fail_scenario(exc: Exception) -> None:
     from rich.console import Console
 
-    Console(stderr=True).print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+    Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_SCENARIO)
 
 
@@ -154,7 +154,7 @@ def run(
     except (ScenarioError, ControllerError) as exc:
         _fail_scenario(exc)
     except SimulationError as exc:
-        console.print(f"[bold red]run failed:[/] {exc}", highlight=False)
+        console.print(f"[bold red]run failed:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_FAILED) from None
     _print_kpis(console, result)
 
@@ -215,7 +215,7 @@ def validate(
             failed = True
             from rich.console import Console
 
-            Console(stderr=True).print(f"[bold red]invalid:[/] {exc}", highlight=False)
+            Console(stderr=True).print(f"[bold red]invalid:[/] {exc}", highlight=False, soft_wrap=True)
             continue
         console.print(f"[green]valid:[/] {path} ({loaded.name})", highlight=False)
     if failed:

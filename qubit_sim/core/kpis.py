@@ -75,7 +75,7 @@ def compute_kpis(
         "ev_energy_delivered_kwh": delivered,
         "ev_energy_unmet_kwh": unmet,
         "ev_charger_energy_kwh": float(df["ev_p_kw"].to_numpy().sum() * hours),
-        "pv_energy_kwh": pv_generated,
+        "pv_energy_kwh": pv_generated + 0.0,
         "pv_available_kwh": float(df["pv_available_kw"].to_numpy().sum() * hours),
         "pv_self_consumption_ratio": (
             float(np.clip(1.0 - grid_export_kwh / pv_generated, 0.0, 1.0))

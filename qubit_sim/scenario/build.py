@@ -308,17 +308,14 @@ def _build_grid(loaded: LoadedScenario, times: Any, issues: _Issues) -> GridMode
 
 def _pv_power(loaded: LoadedScenario, entry: Any, times: Any) -> np.ndarray:
     from qubit_sim.physics.pv import pv_ac_power_kw, tmy_weather, weather_from_csv
+    from qubit_sim.physics.weather import relocate_weather
 
     location = loaded.spec.site.location
     if entry.weather.startswith("tmy:"):
-        years = sorted({t.year for t in (times[0], times[-1])})
-        weather = tmy_weather(entry.weather[4:], years[0])
-        if len(years) > 1 or times[-1].year != years[0]:
-            import pandas as pd
-
-            frames = [tmy_weather(entry.weather[4:], y) for y in range(years[0], times[-1].year + 1)]
-            weather = pd.concat(frames)
-            weather = weather[~weather.index.duplicated(keep="first")].sort_index()
+        # A typical-year frame serves every calendar year of the horizon.
+        weather = relocate_weather(
+            tmy_weather(entry.weather[4:], times[0].year), location.lat, location.lon
+        )
     else:
         weather = weather_from_csv(loaded.resolve(entry.weather))
     return pv_ac_power_kw(
@@ -332,6 +329,7 @@ def _pv_power(loaded: LoadedScenario, entry: Any, times: Any) -> np.ndarray:
         inverter_kw=entry.inverter_kw,
         losses_pct=entry.losses_pct,
         model=entry.model,
+        interval_s=loaded.spec.site.step,
     )
 
 
@@ -348,7 +346,7 @@ def _load_power(loaded: LoadedScenario, entry: Any, times: Any) -> np.ndarray:
     profile = scale_profile(
         simbench_load_profile(entry.profile), annual_kwh=entry.annual_kwh, peak_kw=entry.peak_kw
     )
-    return profile_at(times, profile)
+    return profile_at(times, profile, tz=loaded.spec.site.location.tz, align_weekdays=True)
 
 
 def _tariff(
@@ -373,17 +371,18 @@ def _tariff(
             )
         except ValueError as exc:
             issues.add(("tariff", "energy_rates", index), str(exc))
-    tariff = tariffs.Tariff(
-        currency=spec.currency,
-        energy_rates=tuple(rates),
-        default_price_per_kwh=spec.default_rate,
-        export_price_per_kwh=spec.export_price_per_kwh,
-        demand_charge_per_kw=spec.demand_charge_per_kw,
-        billing_period=spec.billing_period,
-    )
     n = len(times)
     prices = np.zeros(n)
+    tariff = tariffs.Tariff(currency=spec.currency, default_price_per_kwh=0.0)
     try:
+        tariff = tariffs.Tariff(
+            currency=spec.currency,
+            energy_rates=tuple(rates),
+            default_price_per_kwh=spec.default_rate,
+            export_price_per_kwh=spec.export_price_per_kwh,
+            demand_charge_per_kw=spec.demand_charge_per_kw,
+            billing_period=spec.billing_period,
+        )
         prices = tariffs.energy_price_series(tariff, times, tz)
     except (QubitSimError, ValueError) as exc:
         issues.add(("tariff", "energy_rates"), str(exc))

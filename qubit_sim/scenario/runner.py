@@ -146,6 +146,7 @@ def run_loaded(
             import_limit_kw=site.site_info.import_limit_kw,
             voltage_limits_pu=site.grid.voltage_limits_pu if site.grid else (0.95, 1.05),
             tz=loaded.spec.site.location.tz,
+            currency=site.tariff.currency,
         )
     finished = time.perf_counter()
     manifest.update(
@@ -170,7 +171,7 @@ def run_loaded(
         raise SimulationError(
             f"{error} — results up to the failure are in {folder} (marked incomplete)",
             error.sim_time_s,
-        ) from error
+        ) from (error.__cause__ or error)
     return result
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from qubit_sim.control.base import Observation, Setpoints
 from qubit_sim.core.engine import Engine
 from qubit_sim.core.recorder import Recorder
-from qubit_sim.errors import ControllerError, GridError
+from qubit_sim.errors import ControllerError
 from qubit_sim.scenario.build import SiteModel
 
 __all__ = ["Simulation"]
@@ -360,18 +360,13 @@ class Simulation:
             )
         else:
             result = grid.powerflow.solve(injection, None, None, None, None)
-        if not result.converged:
-            raise GridError(
-                f"AC power flow did not converge at step {k} ({site.clock.iso(k * self.dt)}); "
-                f"site injection {injection.round(1).tolist()} kW"
-            )
         vm = result.vm_pu
         self._site_v = float(vm[grid.site_bus_index_in_results])
-        row[col] = vm.min()
-        row[col + 1] = vm.max()
+        row[col] = np.nanmin(vm)
+        row[col + 1] = np.nanmax(vm)
         row[col + 2] = self._site_v
-        row[col + 3] = result.line_loading_pct.max() if len(result.line_loading_pct) else 0.0
-        row[col + 4] = result.trafo_loading_pct.max() if len(result.trafo_loading_pct) else 0.0
+        row[col + 3] = np.nanmax(result.line_loading_pct) if len(result.line_loading_pct) else 0.0
+        row[col + 4] = np.nanmax(result.trafo_loading_pct) if len(result.trafo_loading_pct) else 0.0
         row[col + 5] = result.losses_kw
         row[col + 6] = result.ext_grid_p_kw
         if grid.record_bus_voltages:
