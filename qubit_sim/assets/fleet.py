@@ -42,7 +42,11 @@ class ChargerFleet:
         self.departure_s = np.full(n, -1, dtype=np.int64)
         self.p_grid_kw = np.zeros(n)
         self.p_ev_kw = np.zeros(n)
+        self.p_grid_total_kw = 0.0
+        self.n_connected = 0
         self.e_register_kwh = np.zeros(n)  # grid-side energy meter of each charger
+        self.e_session_kwh = np.zeros(n)  # energy into the plugged EV since it plugged in
+        self._zeros = np.zeros(n)
 
     def free_charger(self, preferred: int = -1) -> int:
         """Index of a free charger (``preferred`` first), or -1 when all are occupied."""
@@ -64,7 +68,9 @@ class ChargerFleet:
         departure_s: int,
     ) -> None:
         self.connected[i] = True
+        self.n_connected += 1
         self.session[i] = session
+        self.e_session_kwh[i] = 0.0
         self.soc[i] = soc
         self.e_needed_kwh[i] = e_needed_kwh
         self.capacity_kwh[i] = capacity_kwh
@@ -73,6 +79,8 @@ class ChargerFleet:
         self.departure_s[i] = departure_s
 
     def unplug(self, i: int) -> None:
+        # Zero need and vehicle limit make an empty charger draw exactly nothing in step().
+        self.n_connected -= int(self.connected[i])
         self.connected[i] = False
         self.session[i] = -1
         self.e_needed_kwh[i] = 0.0
@@ -86,7 +94,7 @@ class ChargerFleet:
         taper = ev_max_power_kw(self.soc, self.ev_max_kw, self.knee_soc)
         need = self.e_needed_kwh * 3600.0 / dt_s
         p_ev = np.minimum(np.minimum(taper, need), self.rated_kw * self.efficiency)
-        return np.where(self.connected, p_ev / self.efficiency, 0.0)
+        return p_ev / self.efficiency
 
     def step(self, limit_kw: np.ndarray, dt_s: float) -> np.ndarray:
         """Advance every plugged EV by ``dt_s`` under grid-side limits ``limit_kw`` (NaN = none).
@@ -94,8 +102,14 @@ class ChargerFleet:
         Returns:
             Energy delivered into each EV battery this step [kWh].
         """
-        grid_limit = np.fmin(limit_kw, self.rated_kw)
-        grid_limit = np.where(self.connected, np.maximum(grid_limit, 0.0), 0.0)
+        if self.n_connected == 0:
+            if self.p_grid_total_kw:
+                self.p_grid_kw = self._zeros.copy()
+                self.p_ev_kw = self._zeros.copy()
+                self.p_grid_total_kw = 0.0
+            return self._zeros
+        # fmin treats NaN as "no limit": the charger rating applies.
+        grid_limit = np.maximum(np.fmin(limit_kw, self.rated_kw), 0.0)
         result = ev_charge_step(
             self.soc,
             self.e_needed_kwh,
@@ -105,10 +119,12 @@ class ChargerFleet:
             self.knee_soc,
             dt_s,
         )
-        self.soc = np.where(self.connected, result.soc, self.soc)
-        self.e_needed_kwh = np.where(self.connected, result.e_needed_kwh, self.e_needed_kwh)
-        e_kwh = np.where(self.connected, result.e_kwh, 0.0)
-        self.p_ev_kw = e_kwh * 3600.0 / dt_s
-        self.p_grid_kw = self.p_ev_kw / self.efficiency
-        self.e_register_kwh += self.p_grid_kw * dt_s / 3600.0
+        self.soc = result.soc
+        self.e_needed_kwh = result.e_needed_kwh
+        e_kwh = result.e_kwh
+        self.p_ev_kw = result.p_kw
+        self.p_grid_kw = result.p_kw / self.efficiency
+        self.p_grid_total_kw = float(self.p_grid_kw.sum())
+        self.e_session_kwh += e_kwh
+        self.e_register_kwh += self.p_grid_kw * (dt_s / 3600.0)
         return e_kwh

@@ -40,10 +40,21 @@ class BatteryBank:
         self.self_discharge_per_h = as_float(self_discharge_per_h)
         self.soc = as_float(soc_initial).copy()
         self.p_kw = np.zeros(self.n)
-        self.loss_kwh = 0.0
-        self.throughput_kwh = 0.0
+        self.p_total_kw = 0.0
+        self._loss_kwh = np.zeros(self.n)
+        self._throughput_kwh = np.zeros(self.n)
         self.e_charged_kwh = np.zeros(self.n)
         self.e_discharged_kwh = np.zeros(self.n)
+
+    @property
+    def loss_kwh(self) -> float:
+        """Conversion and self-discharge losses so far [kWh]."""
+        return float(self._loss_kwh.sum())
+
+    @property
+    def throughput_kwh(self) -> float:
+        """AC energy charged plus discharged so far [kWh]."""
+        return float(self._throughput_kwh.sum())
 
     def stored_kwh(self) -> float:
         return float((self.soc * self.capacity_kwh).sum())
@@ -79,9 +90,10 @@ class BatteryBank:
         )
         self.soc = result.soc
         self.p_kw = result.p_kw
-        energy = result.p_kw * dt_s / 3600.0
+        self.p_total_kw = float(result.p_kw.sum())
+        energy = result.p_kw * (dt_s / 3600.0)
         self.e_charged_kwh += np.maximum(energy, 0.0)
-        self.e_discharged_kwh += np.maximum(-energy, 0.0)
-        self.loss_kwh += float(np.sum(result.loss_kwh))
-        self.throughput_kwh += float(np.sum(result.throughput_kwh))
+        self.e_discharged_kwh -= np.minimum(energy, 0.0)
+        self._loss_kwh += result.loss_kwh
+        self._throughput_kwh += result.throughput_kwh
         return self.p_kw

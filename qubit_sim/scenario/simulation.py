@@ -101,9 +101,17 @@ class Simulation:
         self.session_plugged_s = np.full(n_sessions, -1, dtype=np.int64)
         self.session_unplugged_s = np.full(n_sessions, -1, dtype=np.int64)
         self.session_rejected = np.zeros(n_sessions, dtype=bool)
-        self._ev_charged_kwh = 0.0
-        self._acc = {"meter_kwh": 0.0, "load_kwh": 0.0, "ev_grid_kwh": 0.0, "pv_kwh": 0.0}
+        self._hours = self.dt / 3600.0
+        self._meter_kwh = 0.0
+        self._pv_kwh = 0.0
+        self._load_total = site.load_kw.sum(axis=1)
+        self._pv_available_total = site.pv_available_kw.sum(axis=1)
         self._stored_start_kwh = self.bank.stored_kwh()
+        self._curtailing = False
+        grid_spec = site.scenario.spec.grid
+        self._power_flow_on = (
+            site.grid is not None and grid_spec is not None and grid_spec.power_flow
+        )
         self.setpoints = Setpoints.unlimited(self.fleet.n, self.bank.n, len(site.pv_ids))
         self.controller.reset(info, site.rng.generator("controller"))
         self._obs = self._make_observation()
@@ -120,7 +128,8 @@ class Simulation:
             columns += [f"battery_{bid}_p_kw", f"battery_{bid}_soc"]
         columns += [f"pv_{pid}_p_kw" for pid in site.pv_ids]
         columns += [f"load_{lid}_p_kw" for lid in site.load_ids]
-        if site.grid is not None and site.scenario.spec.grid.power_flow:  # type: ignore[union-attr]
+        grid_spec = site.scenario.spec.grid
+        if site.grid is not None and grid_spec is not None and grid_spec.power_flow:
             columns += GRID_COLUMNS
             if site.grid.record_bus_voltages:
                 columns += [f"bus_{int(b)}_vm_pu" for b in site.grid.bus_index]
@@ -210,6 +219,7 @@ class Simulation:
         if fleet.session[charger] != s:  # already gone
             return
         self.session_unplugged_s[s] = self.engine.now_s
+        self.session_delivered_kwh[s] = fleet.e_session_kwh[charger]
         self._event(
             "ev_unplugged",
             session=s,
@@ -242,6 +252,9 @@ class Simulation:
         setpoints = self.controller.act(obs)
         self._check_setpoints(setpoints)
         self.setpoints = setpoints
+        self._curtailing = bool(len(setpoints.pv_limit_kw)) and not np.isnan(
+            setpoints.pv_limit_kw
+        ).all()
 
     def _check_setpoints(self, setpoints: Setpoints) -> None:
         expected = (
@@ -266,27 +279,24 @@ class Simulation:
             self._control(k)
         sp = self.setpoints
         fleet = self.fleet
+        bank = self.bank
 
-        e_ev = fleet.step(sp.charger_kw, dt)
-        if fleet.n:
-            self._deliver(e_ev)
-        battery_p = self.bank.step(sp.battery_kw, dt) if self.bank.n else self.bank.p_kw
+        fleet.step(sp.charger_kw, dt)
+        ev_total = fleet.p_grid_total_kw
+        if bank.n:
+            bank.step(sp.battery_kw, dt)
+        battery_total = bank.p_total_kw
         available = site.pv_available_kw[k]
-        pv_p = -np.fmin(available, np.maximum(sp.pv_limit_kw, 0.0))
-        load_p = site.load_kw[k]
-
-        load_total = float(load_p.sum())
-        ev_total = float(fleet.p_grid_kw.sum())
-        battery_total = float(battery_p.sum())
-        pv_total = float(pv_p.sum())
+        if self._curtailing:
+            pv_p = -np.fmin(available, np.maximum(sp.pv_limit_kw, 0.0))
+            pv_total = float(pv_p.sum())
+        else:
+            pv_p = -available
+            pv_total = -float(self._pv_available_total[k])
+        load_total = float(self._load_total[k])
         site_p = load_total + ev_total + battery_total + pv_total
-
-        hours = dt / 3600.0
-        acc = self._acc
-        acc["meter_kwh"] += site_p * hours
-        acc["load_kwh"] += load_total * hours
-        acc["ev_grid_kwh"] += float((e_ev / fleet.efficiency).sum()) if fleet.n else 0.0
-        acc["pv_kwh"] += pv_total * hours
+        self._meter_kwh += site_p * self._hours
+        self._pv_kwh += pv_total * self._hours
 
         row = self.recorder.row()
         row[0] = site_p
@@ -294,11 +304,11 @@ class Simulation:
         row[2] = -site_p if site_p < 0 else 0.0
         row[3] = load_total
         row[4] = pv_total
-        row[5] = float(available.sum())
+        row[5] = self._pv_available_total[k]
         row[6] = ev_total
-        row[7] = float(fleet.connected.sum())
+        row[7] = fleet.n_connected
         row[8] = battery_total
-        row[9] = float(self.bank.soc.mean()) if self.bank.n else np.nan
+        row[9] = bank.soc.sum() / bank.n if bank.n else np.nan
         row[10] = site.price_per_kwh[k]
         row[11] = site.export_price_per_kwh[k]
         row[12] = site.carbon_g_per_kwh[k]
@@ -308,26 +318,21 @@ class Simulation:
             row[col : col + 2 * n : 2] = fleet.p_grid_kw
             row[col + 1 : col + 2 * n : 2] = fleet.connected
             col += 2 * n
-        nb = self.bank.n
+        nb = bank.n
         if nb:
-            row[col : col + 2 * nb : 2] = battery_p
-            row[col + 1 : col + 2 * nb : 2] = self.bank.soc
+            row[col : col + 2 * nb : 2] = bank.p_kw
+            row[col + 1 : col + 2 * nb : 2] = bank.soc
             col += 2 * nb
         npv = len(pv_p)
         row[col : col + npv] = pv_p
         col += npv
+        load_p = site.load_kw[k]
         nl = len(load_p)
         row[col : col + nl] = load_p
         col += nl
-        if site.grid is not None and site.scenario.spec.grid.power_flow:  # type: ignore[union-attr]
-            self._power_flow(k, fleet.p_grid_kw, battery_p, pv_p, load_p, row, col)
+        if self._power_flow_on:
+            self._power_flow(k, fleet.p_grid_kw, bank.p_kw, pv_p, load_p, row, col)
         self.recorder.commit()
-
-    def _deliver(self, e_ev: np.ndarray) -> None:
-        active = self.fleet.session
-        mask = active >= 0
-        if mask.any():
-            np.add.at(self.session_delivered_kwh, active[mask], e_ev[mask])
 
     def _power_flow(
         self,
@@ -378,19 +383,25 @@ class Simulation:
         try:
             self.engine.run()
         finally:
+            plugged = self.fleet.session >= 0
+            self.session_delivered_kwh[self.fleet.session[plugged]] = self.fleet.e_session_kwh[
+                plugged
+            ]
             self.recorder.close()
             if self._events_file is not None:
                 self._events_file.close()
 
     def energy_balance(self) -> dict[str, float]:
         """Site-meter energy vs the sum of what every device drew [kWh]."""
-        acc = self._acc
+        steps = self.engine.steps_done
+        load_kwh = float(self._load_total[:steps].sum()) * self._hours
+        ev_kwh = float(self.fleet.e_register_kwh.sum())
         battery_kwh = (self.bank.stored_kwh() - self._stored_start_kwh) + self.bank.loss_kwh
-        parts = acc["load_kwh"] + acc["ev_grid_kwh"] + battery_kwh + acc["pv_kwh"]
+        parts = load_kwh + ev_kwh + battery_kwh + self._pv_kwh
         return {
-            "meter_kwh": acc["meter_kwh"],
+            "meter_kwh": self._meter_kwh,
             "devices_kwh": parts,
-            "error_kwh": acc["meter_kwh"] - parts,
+            "error_kwh": self._meter_kwh - parts,
             "battery_stored_start_kwh": self._stored_start_kwh,
             "battery_stored_end_kwh": self.bank.stored_kwh(),
         }
