@@ -1,0 +1,287 @@
+"""OCPP 2.0.1 session of the CSMS: answers a charging station, and sends it the CSMS's requests.
+
+EVSE ids play the role of 1.6 connector ids in the CSMS's API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ocpp.exceptions import FormatViolationError
+from ocpp.routing import on
+from ocpp.v201 import ChargePoint, call, call_result
+from ocpp.v201.enums import Action
+
+from qubit_sim.protocols.ocpp_common import parse_iso
+from qubit_sim.protocols.ocpp_csms_base import CsmsContext, CsmsSessionBase, limit_profile_id
+from qubit_sim.protocols.ocpp_csms_state import CommandResult, CompositeSchedule
+from qubit_sim.protocols.ocpp_meter import MeterSample, decode_sampled_values
+
+__all__ = ["Csms201Session"]
+
+
+def _samples(meter_value: list[dict[str, Any]] | None) -> list[MeterSample]:
+    samples = []
+    for item in meter_value or []:
+        try:
+            parse_iso(item["timestamp"])
+            samples.append(decode_sampled_values(item["timestamp"], item["sampled_value"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FormatViolationError(details={"cause": f"bad meter value: {exc}"}) from None
+    return samples
+
+
+class Csms201Session(CsmsSessionBase, ChargePoint):
+    """One connected 2.0.1 charging station, seen from the CSMS."""
+
+    def __init__(self, cp_id: str, connection: Any, server: CsmsContext) -> None:
+        super().__init__(cp_id, connection, response_timeout=server.response_timeout_s)
+        self.server = server
+        self.ws = connection
+        self.closed = asyncio.Event()
+
+    # -- requests from the charging station ------------------------------------------------
+
+    @on(Action.boot_notification)
+    def on_boot_notification(
+        self, charging_station: dict[str, Any], reason: str, **kwargs: Any
+    ) -> Any:
+        self.server.state.boot(
+            self.id, charging_station.get("vendor_name", ""), charging_station.get("model", "")
+        )
+        return call_result.BootNotification(
+            current_time=self.server.now_iso(),
+            interval=self.server.heartbeat_interval_s,
+            status="Accepted",
+        )
+
+    @on(Action.heartbeat)
+    def on_heartbeat(self, **kwargs: Any) -> Any:
+        now = self.server.now_iso()
+        self.server.state.charge_point(self.id).last_heartbeat = now
+        return call_result.Heartbeat(current_time=now)
+
+    @on(Action.status_notification)
+    def on_status_notification(
+        self,
+        timestamp: str,
+        connector_status: str,
+        evse_id: int,
+        connector_id: int,
+        **kwargs: Any,
+    ) -> Any:
+        self.server.state.status_201(self.id, evse_id, connector_status)
+        return call_result.StatusNotification()
+
+    @on(Action.authorize)
+    def on_authorize(self, id_token: dict[str, Any], **kwargs: Any) -> Any:
+        status = self.server.authorize(str(id_token["id_token"]))
+        return call_result.Authorize(id_token_info={"status": status})
+
+    @on(Action.transaction_event)
+    def on_transaction_event(
+        self,
+        event_type: str,
+        timestamp: str,
+        trigger_reason: str,
+        seq_no: int,
+        transaction_info: dict[str, Any],
+        meter_value: list[dict[str, Any]] | None = None,
+        offline: bool = False,
+        evse: dict[str, Any] | None = None,
+        id_token: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        try:
+            parse_iso(timestamp)
+        except ValueError as exc:
+            raise FormatViolationError(details={"cause": str(exc)}) from None
+        token = None if id_token is None else str(id_token["id_token"])
+        self.server.state.transaction_event(
+            self.id,
+            event_type=event_type,
+            seq_no=seq_no,
+            tx_id=str(transaction_info["transaction_id"]),
+            evse_id=None if evse is None else int(evse["id"]),
+            id_token=token,
+            timestamp=timestamp,
+            charging_state=transaction_info.get("charging_state"),
+            stopped_reason=transaction_info.get("stopped_reason"),
+            offline=bool(offline),
+            samples=_samples(meter_value),
+        )
+        if token is None:
+            return call_result.TransactionEvent()
+        return call_result.TransactionEvent(id_token_info={"status": self.server.authorize(token)})
+
+    @on(Action.meter_values)
+    def on_meter_values(
+        self, evse_id: int, meter_value: list[dict[str, Any]], **kwargs: Any
+    ) -> Any:
+        record = self.server.state.active_transaction(self.id, evse_id)
+        tx_id = None if record is None else record.transaction_id
+        self.server.state.meter_values(self.id, evse_id, tx_id, _samples(meter_value))
+        return call_result.MeterValues()
+
+    # -- requests to the charging station ---------------------------------------------------
+
+    async def op_set_limit(self, connector: int, p_w: float | None) -> CommandResult:
+        """Install (or clear, ``p_w=None``) the CSMS's TxDefaultProfile on EVSE ``connector``."""
+        pid = limit_profile_id(connector)
+        if p_w is None:
+            cleared = await self.request(call.ClearChargingProfile(charging_profile_id=pid))
+            return CommandResult(True, str(cleared.status))
+        profile = {
+            "id": pid,
+            "stackLevel": self.server.limit_stack_level,
+            "chargingProfilePurpose": "TxDefaultProfile",
+            # Relative with one open-ended period: in force at once, whatever the clocks say.
+            "chargingProfileKind": "Relative",
+            "chargingSchedule": [
+                {
+                    "id": pid,
+                    "chargingRateUnit": "W",
+                    "chargingSchedulePeriod": [{"startPeriod": 0, "limit": p_w}],
+                }
+            ],
+        }
+        return await self.op_set_profile(connector, profile)
+
+    async def op_set_profile(self, connector: int, profile: dict[str, Any]) -> CommandResult:
+        """SetChargingProfile with a 2.0.1 ``chargingProfile`` object (camelCase)."""
+        result = await self.request(
+            call.SetChargingProfile(evse_id=connector, charging_profile=profile)
+        )
+        return CommandResult(result.status == "Accepted", str(result.status))
+
+    async def op_clear_profiles(
+        self,
+        profile_id: int | None,
+        connector: int | None,
+        purpose: str | None,
+        stack_level: int | None,
+    ) -> CommandResult:
+        """ClearChargingProfile."""
+        criteria = {
+            k: v
+            for k, v in (
+                ("evseId", connector),
+                ("chargingProfilePurpose", purpose),
+                ("stackLevel", stack_level),
+            )
+            if v is not None
+        }
+        result = await self.request(
+            call.ClearChargingProfile(
+                charging_profile_id=profile_id, charging_profile_criteria=criteria or None
+            )
+        )
+        return CommandResult(result.status == "Accepted", str(result.status))
+
+    async def op_composite(
+        self, connector: int, duration_s: int, unit: str | None
+    ) -> CompositeSchedule | None:
+        """GetCompositeSchedule; ``None`` when rejected."""
+        result = await self.request(
+            call.GetCompositeSchedule(
+                duration=duration_s, evse_id=connector, charging_rate_unit=unit
+            )
+        )
+        if result.status != "Accepted" or result.schedule is None:
+            return None
+        schedule = result.schedule
+        periods = tuple(
+            (int(p["start_period"]), float(p["limit"]))
+            for p in schedule["charging_schedule_period"]
+        )
+        return CompositeSchedule(
+            connector=int(schedule["evse_id"]),
+            start=str(schedule["schedule_start"]),
+            duration_s=int(schedule["duration"]),
+            unit=str(schedule["charging_rate_unit"]),
+            periods=periods,
+        )
+
+    async def op_remote_start(self, connector: int | None, id_tag: str) -> CommandResult:
+        """RequestStartTransaction."""
+        result = await self.request(
+            call.RequestStartTransaction(
+                id_token={"idToken": id_tag, "type": "Central"},
+                remote_start_id=self.server.next_remote_start_id(),
+                evse_id=connector,
+            )
+        )
+        return CommandResult(result.status == "Accepted", str(result.status))
+
+    async def op_remote_stop(self, transaction_id: str) -> CommandResult:
+        """RequestStopTransaction."""
+        result = await self.request(call.RequestStopTransaction(transaction_id=transaction_id))
+        return CommandResult(result.status == "Accepted", str(result.status), transaction_id)
+
+    async def op_availability(self, connector: int, operative: bool) -> CommandResult:
+        """ChangeAvailability (``Scheduled`` counts as accepted)."""
+        result = await self.request(
+            call.ChangeAvailability(
+                operational_status="Operative" if operative else "Inoperative",
+                evse={"id": connector} if connector else None,
+            )
+        )
+        return CommandResult(result.status in ("Accepted", "Scheduled"), str(result.status))
+
+    async def op_reset(self, hard: bool) -> CommandResult:
+        """Reset (2.0.1 knows Immediate and OnIdle; both kinds map to Immediate)."""
+        result = await self.request(call.Reset(type="Immediate"))
+        return CommandResult(result.status == "Accepted", str(result.status))
+
+    async def op_trigger(self, message: str, connector: int | None) -> CommandResult:
+        """TriggerMessage."""
+        result = await self.request(
+            call.TriggerMessage(
+                requested_message=message, evse={"id": connector} if connector else None
+            )
+        )
+        return CommandResult(result.status == "Accepted", str(result.status))
+
+    @staticmethod
+    def _split(key: str) -> tuple[str, str]:
+        component, _, variable = key.partition(".")
+        if not variable:
+            raise ValueError(f"2.0.1 variable {key!r} must be written 'Component.Variable'")
+        return component, variable
+
+    async def op_get_config(self, keys: list[str] | None) -> dict[str, str | None]:
+        """GetVariables for ``"Component.Variable"`` keys (all known ones need naming)."""
+        if not keys:
+            raise ValueError(
+                "OCPP 2.0.1 GetVariables needs the variables to read, "
+                "e.g. ['OCPPCommCtrlr.HeartbeatInterval']"
+            )
+        data = [
+            {"component": {"name": c}, "variable": {"name": v}}
+            for c, v in (self._split(k) for k in keys)
+        ]
+        result = await self.request(call.GetVariables(get_variable_data=data))
+        return {
+            f"{r['component']['name']}.{r['variable']['name']}": (
+                r.get("attribute_value") if r["attribute_status"] == "Accepted" else None
+            )
+            for r in result.get_variable_result
+        }
+
+    async def op_set_config(self, key: str, value: str) -> CommandResult:
+        """SetVariables for one ``"Component.Variable"``."""
+        component, variable = self._split(key)
+        result = await self.request(
+            call.SetVariables(
+                set_variable_data=[
+                    {
+                        "attributeValue": value,
+                        "component": {"name": component},
+                        "variable": {"name": variable},
+                    }
+                ]
+            )
+        )
+        status = str(result.set_variable_result[0]["attribute_status"])
+        return CommandResult(status == "Accepted", status)

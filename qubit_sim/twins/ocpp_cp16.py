@@ -1,0 +1,249 @@
+"""OCPP 1.6J side of the charge point twin: message builders and the request handlers."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING, Any
+
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint, call, call_result
+from ocpp.v16.enums import Action
+
+from qubit_sim.protocols.ocpp_common import RobustRouting
+from qubit_sim.protocols.ocpp_meter import MeterSample, encode_sampled_values
+from qubit_sim.twins.charger_device import ConnectorStatus
+from qubit_sim.twins.ocpp_profiles import ProfileError, RateUnit
+from qubit_sim.twins.ocpp_smart import PURPOSE_NAMES, profile_from_v16
+from qubit_sim.twins.ocpp_tx import StopReason, Transaction
+
+if TYPE_CHECKING:
+    from qubit_sim.twins.ocpp_cp import OcppChargePointTwin
+
+__all__ = ["V16Codec", "V16Session"]
+
+LOGGER = logging.getLogger("qubit_sim.twins.ocpp")
+
+_PURPOSES = {name: purpose for purpose, name in PURPOSE_NAMES["1.6"].items()}
+
+
+class V16Codec:
+    """Builds the OCPP 1.6J messages a charge point sends."""
+
+    version = "1.6"
+
+    def __init__(self, vendor: str, model: str) -> None:
+        self.vendor = vendor
+        self.model = model
+
+    def boot(self, reason: str) -> Any:
+        """BootNotification (1.6 carries no reason)."""
+        return call.BootNotification(charge_point_model=self.model, charge_point_vendor=self.vendor)
+
+    def boot_result(self, result: Any) -> tuple[str, int]:
+        """``(status, interval_s)``."""
+        return str(result.status), int(result.interval)
+
+    def heartbeat(self) -> Any:
+        """Heartbeat."""
+        return call.Heartbeat()
+
+    def status_value(self, status: ConnectorStatus) -> str:
+        """1.6 reports the status as is."""
+        return str(status)
+
+    def status(self, connector: int, status: ConnectorStatus, timestamp: str) -> Any:
+        """StatusNotification."""
+        error = "OtherError" if status is ConnectorStatus.FAULTED else "NoError"
+        return call.StatusNotification(
+            connector_id=connector, error_code=error, status=str(status), timestamp=timestamp
+        )
+
+    def authorize(self, id_tag: str) -> Any:
+        """Authorize."""
+        return call.Authorize(id_tag=id_tag[:20])
+
+    def authorized(self, result: Any) -> bool:
+        """Whether the idTagInfo status is Accepted."""
+        return result.id_tag_info.get("status") == "Accepted"
+
+    def tx_started(self, tx: Transaction, sample: MeterSample) -> Any:
+        """StartTransaction; meterStart is whole Wh (rounded down)."""
+        return call.StartTransaction(
+            connector_id=tx.connector,
+            id_tag=tx.id_tag[:20],
+            meter_start=int(math.floor(tx.meter_start_wh)),
+            timestamp=sample.timestamp,
+        )
+
+    def tx_start_result(self, tx: Transaction, result: Any) -> bool:
+        """Keep the CSMS's transaction id; whether the token is accepted."""
+        tx.ocpp_id = str(result.transaction_id)
+        return result.id_tag_info.get("status") == "Accepted"
+
+    def _meter_value(self, sample: MeterSample, context: str) -> dict[str, Any]:
+        return {
+            "timestamp": sample.timestamp,
+            "sampledValue": encode_sampled_values(sample, "1.6", context),
+        }
+
+    def tx_sample(self, tx: Transaction, sample: MeterSample, context: str) -> Any:
+        """MeterValues of the transaction."""
+        return call.MeterValues(
+            connector_id=tx.connector,
+            transaction_id=None if tx.ocpp_id is None else int(tx.ocpp_id),
+            meter_value=[self._meter_value(sample, context)],
+        )
+
+    def tx_state(self, tx: Transaction, state: str, timestamp: str) -> Any:
+        """1.6 reports charging-state changes by StatusNotification only."""
+        return None
+
+    def charging_state(self, status: ConnectorStatus) -> str:
+        """The 1.6 status stands for the charging state."""
+        return str(status)
+
+    def tx_ended(self, tx: Transaction, sample: MeterSample) -> Any:
+        """StopTransaction (``None`` if the CSMS never gave the transaction an id)."""
+        if tx.ocpp_id is None or tx.meter_stop_wh is None:
+            return None
+        reason = tx.stop_reason or StopReason.OTHER
+        end = MeterSample(timestamp=sample.timestamp, energy_wh=sample.energy_wh)
+        return call.StopTransaction(
+            meter_stop=int(math.floor(tx.meter_stop_wh)),
+            timestamp=sample.timestamp,
+            transaction_id=int(tx.ocpp_id),
+            reason=str(reason),
+            id_tag=tx.id_tag[:20],
+            transaction_data=[self._meter_value(end, "Transaction.End")],
+        )
+
+    def meter_values(self, connector: int, sample: MeterSample, tx: Transaction | None) -> Any:
+        """Triggered MeterValues."""
+        tx_id = None if tx is None or tx.ocpp_id is None else int(tx.ocpp_id)
+        return call.MeterValues(
+            connector_id=connector,
+            transaction_id=tx_id,
+            meter_value=[self._meter_value(sample, "Trigger")],
+        )
+
+
+class V16Session(RobustRouting, ChargePoint):
+    """The 1.6 websocket session of a twin: answers the CSMS's requests."""
+
+    def __init__(self, twin: OcppChargePointTwin, connection: Any, timeout_s: float) -> None:
+        super().__init__(twin.identity, connection, response_timeout=timeout_s)
+        self.twin = twin
+
+    def _profile(self, data: dict[str, Any], connector: int) -> Any:
+        return profile_from_v16(
+            data, connector, now_s=self.twin.now(), start_utc=self.twin.start_utc
+        )
+
+    @on(Action.set_charging_profile)
+    def on_set_charging_profile(
+        self, connector_id: int, cs_charging_profiles: dict[str, Any], **kwargs: Any
+    ) -> Any:
+        try:
+            profile = self._profile(cs_charging_profiles, connector_id)
+        except ProfileError as exc:
+            LOGGER.info("%s: SetChargingProfile rejected: %s", self.id, exc)
+            return call_result.SetChargingProfile(status="Rejected")
+        return call_result.SetChargingProfile(status=self.twin.cmd_set_profile(profile))
+
+    @on(Action.clear_charging_profile)
+    def on_clear_charging_profile(
+        self,
+        id: int | None = None,  # noqa: A002 - the 1.6 field name
+        connector_id: int | None = None,
+        charging_profile_purpose: str | None = None,
+        stack_level: int | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        purpose = None if charging_profile_purpose is None else _PURPOSES[charging_profile_purpose]
+        removed = self.twin.cmd_clear_profiles(
+            profile_id=id, connector=connector_id, purpose=purpose, stack_level=stack_level
+        )
+        return call_result.ClearChargingProfile(status="Accepted" if removed else "Unknown")
+
+    @on(Action.get_composite_schedule)
+    def on_get_composite_schedule(
+        self,
+        connector_id: int,
+        duration: int,
+        charging_rate_unit: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        unit = None if charging_rate_unit is None else RateUnit(charging_rate_unit)
+        result = self.twin.cmd_composite(connector_id, duration, unit)
+        if result is None:
+            return call_result.GetCompositeSchedule(status="Rejected")
+        start, unit, periods = result
+        return call_result.GetCompositeSchedule(
+            status="Accepted",
+            connector_id=connector_id,
+            schedule_start=start,
+            charging_schedule={
+                "duration": duration,
+                "startSchedule": start,
+                "chargingRateUnit": str(unit),
+                "chargingSchedulePeriod": [
+                    {"startPeriod": offset, "limit": limit} for offset, limit in periods
+                ],
+            },
+        )
+
+    @on(Action.remote_start_transaction)
+    def on_remote_start_transaction(
+        self,
+        id_tag: str,
+        connector_id: int | None = None,
+        charging_profile: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        profile_for = None
+        if charging_profile is not None:
+            data = charging_profile
+
+            def profile_for(connector: int) -> Any:
+                return self._profile(data, connector)
+
+        accepted = self.twin.cmd_remote_start(connector_id, id_tag, profile_for=profile_for)
+        return call_result.RemoteStartTransaction(status="Accepted" if accepted else "Rejected")
+
+    @on(Action.remote_stop_transaction)
+    def on_remote_stop_transaction(self, transaction_id: int, **kwargs: Any) -> Any:
+        accepted = self.twin.cmd_remote_stop(str(transaction_id))
+        return call_result.RemoteStopTransaction(status="Accepted" if accepted else "Rejected")
+
+    @on(Action.change_availability)
+    def on_change_availability(self, connector_id: int, type: str, **kwargs: Any) -> Any:  # noqa: A002
+        status = self.twin.cmd_availability(connector_id, type == "Operative")
+        return call_result.ChangeAvailability(status=status)
+
+    @on(Action.reset)
+    def on_reset(self, type: str, **kwargs: Any) -> Any:  # noqa: A002
+        reason = StopReason.HARD_RESET if type == "Hard" else StopReason.SOFT_RESET
+        return call_result.Reset(status=self.twin.cmd_reset(reason))
+
+    @on(Action.trigger_message)
+    def on_trigger_message(
+        self, requested_message: str, connector_id: int | None = None, **kwargs: Any
+    ) -> Any:
+        return call_result.TriggerMessage(
+            status=self.twin.cmd_trigger(requested_message, connector_id)
+        )
+
+    @on(Action.get_configuration)
+    def on_get_configuration(self, key: list[str] | None = None, **kwargs: Any) -> Any:
+        found, unknown = self.twin.config.get_v16(key)
+        return call_result.GetConfiguration(
+            configuration_key=found or None, unknown_key=unknown or None
+        )
+
+    @on(Action.change_configuration)
+    def on_change_configuration(self, key: str, value: str, **kwargs: Any) -> Any:
+        status = self.twin.config.change_v16(key, value)
+        if status == "Accepted":
+            self.twin.config_changed()
+        return call_result.ChangeConfiguration(status=status)

@@ -1,0 +1,346 @@
+"""OCPP 2.0.1 side of the charge point twin: message builders and the request handlers.
+
+Each connector of the device is one EVSE with a single connector (``evse.id == connector``,
+``connectorId == 1``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ocpp.routing import on
+from ocpp.v201 import ChargePoint, call, call_result
+from ocpp.v201.enums import Action
+
+from qubit_sim.protocols.ocpp_common import RobustRouting
+from qubit_sim.protocols.ocpp_meter import MeterSample, encode_sampled_values
+from qubit_sim.twins.charger_device import ConnectorStatus
+from qubit_sim.twins.ocpp_profiles import ProfileError, RateUnit
+from qubit_sim.twins.ocpp_smart import PURPOSE_NAMES, profile_from_v201
+from qubit_sim.twins.ocpp_tx import StopReason, Transaction
+
+if TYPE_CHECKING:
+    from qubit_sim.twins.ocpp_cp import OcppChargePointTwin
+
+__all__ = ["V201Codec", "V201Session"]
+
+LOGGER = logging.getLogger("qubit_sim.twins.ocpp")
+
+_PURPOSES = {name: purpose for purpose, name in PURPOSE_NAMES["2.0.1"].items()}
+
+_CONNECTOR_STATUS = {
+    ConnectorStatus.AVAILABLE: "Available",
+    ConnectorStatus.UNAVAILABLE: "Unavailable",
+    ConnectorStatus.FAULTED: "Faulted",
+}
+
+_CHARGING_STATE = {
+    ConnectorStatus.CHARGING: "Charging",
+    ConnectorStatus.SUSPENDED_EV: "SuspendedEV",
+    ConnectorStatus.SUSPENDED_EVSE: "SuspendedEVSE",
+    ConnectorStatus.PREPARING: "EVConnected",
+    ConnectorStatus.FINISHING: "EVConnected",
+}
+
+# (triggerReason, stoppedReason) of each way a transaction ends.
+_ENDINGS = {
+    StopReason.EV_DISCONNECTED: ("EVCommunicationLost", "EVDisconnected"),
+    StopReason.REMOTE: ("RemoteStop", "Remote"),
+    StopReason.LOCAL: ("StopAuthorized", "Local"),
+    StopReason.SOFT_RESET: ("ResetCommand", "ImmediateReset"),
+    StopReason.HARD_RESET: ("ResetCommand", "ImmediateReset"),
+    StopReason.DEAUTHORIZED: ("Deauthorized", "DeAuthorized"),
+    StopReason.OTHER: ("AbnormalCondition", "Other"),
+}
+
+
+class V201Codec:
+    """Builds the OCPP 2.0.1 messages a charging station sends."""
+
+    version = "2.0.1"
+
+    def __init__(self, vendor: str, model: str) -> None:
+        self.vendor = vendor
+        self.model = model
+
+    def boot(self, reason: str) -> Any:
+        """BootNotification."""
+        return call.BootNotification(
+            charging_station={"model": self.model, "vendorName": self.vendor}, reason=reason
+        )
+
+    def boot_result(self, result: Any) -> tuple[str, int]:
+        """``(status, interval_s)``."""
+        return str(result.status), int(result.interval)
+
+    def heartbeat(self) -> Any:
+        """Heartbeat."""
+        return call.Heartbeat()
+
+    def status_value(self, status: ConnectorStatus) -> str:
+        """2.0.1 connectorStatus: the transaction states fold into Occupied."""
+        return _CONNECTOR_STATUS.get(status, "Occupied")
+
+    def status(self, connector: int, status: ConnectorStatus, timestamp: str) -> Any:
+        """StatusNotification (connector 0 is not reported in 2.0.1)."""
+        if connector == 0:
+            return None
+        return call.StatusNotification(
+            timestamp=timestamp,
+            connector_status=self.status_value(status),
+            evse_id=connector,
+            connector_id=1,
+        )
+
+    @staticmethod
+    def _token(id_tag: str, remote: bool = False) -> dict[str, str]:
+        return {"idToken": id_tag[:36], "type": "Central" if remote else "ISO14443"}
+
+    def authorize(self, id_tag: str) -> Any:
+        """Authorize."""
+        return call.Authorize(id_token=self._token(id_tag))
+
+    def authorized(self, result: Any) -> bool:
+        """Whether idTokenInfo.status is Accepted."""
+        return result.id_token_info.get("status") == "Accepted"
+
+    def charging_state(self, status: ConnectorStatus) -> str:
+        """chargingState of a connector status."""
+        return _CHARGING_STATE.get(status, "Idle")
+
+    def _meter_value(self, sample: MeterSample, context: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "timestamp": sample.timestamp,
+                "sampledValue": encode_sampled_values(sample, "2.0.1", context),
+            }
+        ]
+
+    def _event(
+        self,
+        tx: Transaction,
+        event_type: str,
+        trigger: str,
+        timestamp: str,
+        info: dict[str, Any],
+        **extra: Any,
+    ) -> Any:
+        return call.TransactionEvent(
+            event_type=event_type,
+            timestamp=timestamp,
+            trigger_reason=trigger,
+            seq_no=tx.take_seq_no(),
+            transaction_info={"transactionId": tx.ocpp_id, **info},
+            **extra,
+        )
+
+    def tx_started(self, tx: Transaction, sample: MeterSample) -> Any:
+        """TransactionEvent(Started)."""
+        remote = tx.remote_start_id is not None
+        info: dict[str, Any] = {"chargingState": tx.charging_state or "EVConnected"}
+        if remote:
+            info["remoteStartId"] = tx.remote_start_id
+        return self._event(
+            tx,
+            "Started",
+            "RemoteStart" if remote else "Authorized",
+            sample.timestamp,
+            info,
+            id_token=self._token(tx.id_tag, remote),
+            evse={"id": tx.connector, "connectorId": 1},
+            meter_value=self._meter_value(sample, "Transaction.Begin"),
+        )
+
+    def tx_start_result(self, tx: Transaction, result: Any) -> bool:
+        """Whether the token is accepted (no idTokenInfo means accepted)."""
+        info = result.id_token_info
+        return info is None or info.get("status") == "Accepted"
+
+    def tx_sample(self, tx: Transaction, sample: MeterSample, context: str) -> Any:
+        """TransactionEvent(Updated) with meter values."""
+        trigger = "Trigger" if context == "Trigger" else "MeterValuePeriodic"
+        return self._event(
+            tx,
+            "Updated",
+            trigger,
+            sample.timestamp,
+            {},
+            meter_value=self._meter_value(sample, context),
+        )
+
+    def tx_state(self, tx: Transaction, state: str, timestamp: str) -> Any:
+        """TransactionEvent(Updated) for a charging-state change."""
+        return self._event(
+            tx, "Updated", "ChargingStateChanged", timestamp, {"chargingState": state}
+        )
+
+    def tx_ended(self, tx: Transaction, sample: MeterSample) -> Any:
+        """TransactionEvent(Ended) with the final register."""
+        trigger, stopped = _ENDINGS[tx.stop_reason or StopReason.OTHER]
+        end = MeterSample(timestamp=sample.timestamp, energy_wh=tx.meter_stop_wh)
+        return self._event(
+            tx,
+            "Ended",
+            trigger,
+            sample.timestamp,
+            {"stoppedReason": stopped, "chargingState": "Idle"},
+            meter_value=self._meter_value(end, "Transaction.End"),
+        )
+
+    def meter_values(self, connector: int, sample: MeterSample, tx: Transaction | None) -> Any:
+        """Triggered MeterValues."""
+        return call.MeterValues(evse_id=connector, meter_value=self._meter_value(sample, "Trigger"))
+
+
+class V201Session(RobustRouting, ChargePoint):
+    """The 2.0.1 websocket session of a twin: answers the CSMS's requests."""
+
+    def __init__(self, twin: OcppChargePointTwin, connection: Any, timeout_s: float) -> None:
+        super().__init__(twin.identity, connection, response_timeout=timeout_s)
+        self.twin = twin
+
+    def _profile(self, data: dict[str, Any], evse_id: int) -> Any:
+        return profile_from_v201(
+            data, evse_id, now_s=self.twin.now(), start_utc=self.twin.start_utc
+        )
+
+    @on(Action.set_charging_profile)
+    def on_set_charging_profile(
+        self, evse_id: int, charging_profile: dict[str, Any], **kwargs: Any
+    ) -> Any:
+        try:
+            profile = self._profile(charging_profile, evse_id)
+        except ProfileError as exc:
+            LOGGER.info("%s: SetChargingProfile rejected: %s", self.id, exc)
+            return call_result.SetChargingProfile(status="Rejected")
+        return call_result.SetChargingProfile(status=self.twin.cmd_set_profile(profile))
+
+    @on(Action.clear_charging_profile)
+    def on_clear_charging_profile(
+        self,
+        charging_profile_id: int | None = None,
+        charging_profile_criteria: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        criteria = charging_profile_criteria or {}
+        purpose = criteria.get("charging_profile_purpose")
+        removed = self.twin.cmd_clear_profiles(
+            profile_id=charging_profile_id,
+            connector=criteria.get("evse_id"),
+            purpose=None if purpose is None else _PURPOSES[purpose],
+            stack_level=criteria.get("stack_level"),
+        )
+        return call_result.ClearChargingProfile(status="Accepted" if removed else "Unknown")
+
+    @on(Action.get_composite_schedule)
+    def on_get_composite_schedule(
+        self, duration: int, evse_id: int, charging_rate_unit: str | None = None, **kwargs: Any
+    ) -> Any:
+        unit = None if charging_rate_unit is None else RateUnit(charging_rate_unit)
+        result = self.twin.cmd_composite(evse_id, duration, unit)
+        if result is None:
+            return call_result.GetCompositeSchedule(status="Rejected")
+        start, unit, periods = result
+        return call_result.GetCompositeSchedule(
+            status="Accepted",
+            schedule={
+                "evseId": evse_id,
+                "duration": duration,
+                "scheduleStart": start,
+                "chargingRateUnit": str(unit),
+                "chargingSchedulePeriod": [
+                    {"startPeriod": offset, "limit": limit} for offset, limit in periods
+                ],
+            },
+        )
+
+    @on(Action.request_start_transaction)
+    def on_request_start_transaction(
+        self,
+        id_token: dict[str, Any],
+        remote_start_id: int,
+        evse_id: int | None = None,
+        charging_profile: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        profile_for = None
+        if charging_profile is not None:
+            data = charging_profile
+
+            def profile_for(connector: int) -> Any:
+                return self._profile(data, connector)
+
+        accepted = self.twin.cmd_remote_start(
+            evse_id,
+            str(id_token["id_token"]),
+            remote_start_id=remote_start_id,
+            profile_for=profile_for,
+        )
+        return call_result.RequestStartTransaction(status="Accepted" if accepted else "Rejected")
+
+    @on(Action.request_stop_transaction)
+    def on_request_stop_transaction(self, transaction_id: str, **kwargs: Any) -> Any:
+        accepted = self.twin.cmd_remote_stop(transaction_id)
+        return call_result.RequestStopTransaction(status="Accepted" if accepted else "Rejected")
+
+    @on(Action.change_availability)
+    def on_change_availability(
+        self, operational_status: str, evse: dict[str, Any] | None = None, **kwargs: Any
+    ) -> Any:
+        connector = 0 if evse is None else int(evse["id"])
+        status = self.twin.cmd_availability(connector, operational_status == "Operative")
+        return call_result.ChangeAvailability(status=status)
+
+    @on(Action.reset)
+    def on_reset(self, type: str, evse_id: int | None = None, **kwargs: Any) -> Any:  # noqa: A002
+        if evse_id is not None:
+            return call_result.Reset(status="Rejected")
+        status = self.twin.cmd_reset(StopReason.SOFT_RESET, on_idle=type == "OnIdle")
+        return call_result.Reset(status=status)
+
+    @on(Action.trigger_message)
+    def on_trigger_message(
+        self, requested_message: str, evse: dict[str, Any] | None = None, **kwargs: Any
+    ) -> Any:
+        connector = None if evse is None else int(evse["id"])
+        return call_result.TriggerMessage(
+            status=self.twin.cmd_trigger(requested_message, connector)
+        )
+
+    @on(Action.get_variables)
+    def on_get_variables(self, get_variable_data: list[dict[str, Any]], **kwargs: Any) -> Any:
+        results = []
+        for item in get_variable_data:
+            component, variable = item["component"], item["variable"]
+            status, value = self.twin.config.get_v201(component["name"], variable["name"])
+            entry: dict[str, Any] = {
+                "attributeStatus": status,
+                "component": {"name": component["name"]},
+                "variable": {"name": variable["name"]},
+            }
+            if value is not None:
+                entry["attributeValue"] = value
+            results.append(entry)
+        return call_result.GetVariables(get_variable_result=results)
+
+    @on(Action.set_variables)
+    def on_set_variables(self, set_variable_data: list[dict[str, Any]], **kwargs: Any) -> Any:
+        results = []
+        changed = False
+        for item in set_variable_data:
+            component, variable = item["component"], item["variable"]
+            status = self.twin.config.set_v201(
+                component["name"], variable["name"], str(item["attribute_value"])
+            )
+            changed |= status == "Accepted"
+            results.append(
+                {
+                    "attributeStatus": status,
+                    "component": {"name": component["name"]},
+                    "variable": {"name": variable["name"]},
+                }
+            )
+        if changed:
+            self.twin.config_changed()
+        return call_result.SetVariables(set_variable_result=results)

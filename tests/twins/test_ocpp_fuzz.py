@@ -1,0 +1,476 @@
+"""Malformed and random frames sent to the charge point twin by a hostile CSMS: the twin answers
+with the right CALLERROR (or ignores broken replies) and keeps serving; its device survives."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import threading
+from collections.abc import Coroutine, Iterator
+from typing import Any, TypeVar
+
+import pytest
+import websockets
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from qubit_sim.twins.charger_device import EvState, SimpleCharger
+from qubit_sim.twins.ocpp_cp import OcppChargePointTwin
+
+T = TypeVar("T")
+RECV_TIMEOUT_S = 3.0
+ALLOWED = {
+    "FormationViolation",
+    "FormatViolation",
+    "ProtocolError",
+    "RpcFrameworkError",
+    "PropertyConstraintViolation",
+    "MessageTypeNotSupported",
+    "NotImplemented",
+    "NotSupported",
+    "TypeConstraintViolation",
+    "OccurenceConstraintViolation",
+    "OccurrenceConstraintViolation",
+}
+NOW = "2025-01-01T00:00:00Z"
+
+
+class LoopThread:
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=20)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+        self.loop.close()
+
+
+class HostileCsms:
+    """Answers the twin's own requests minimally; hands everything else to the test."""
+
+    def __init__(self, version: str) -> None:
+        self.version = version
+        self.conn: Any = None
+        self.replies: asyncio.Queue[list[Any]] = asyncio.Queue()
+        self.server: Any = None
+
+    async def start(self) -> str:
+        self.server = await websockets.serve(
+            self._handle,
+            "127.0.0.1",
+            0,
+            subprotocols=[f"ocpp{self.version}"],  # type: ignore[list-item]
+        )
+        return f"ws://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def _handle(self, ws: Any) -> None:
+        self.conn = ws
+        async for raw in ws:
+            message = json.loads(raw)
+            if message[0] != 2:
+                await self.replies.put(message)
+                continue
+            answers = {
+                "BootNotification": {"currentTime": NOW, "interval": 300, "status": "Accepted"},
+                "Heartbeat": {"currentTime": NOW},
+            }
+            if self.version == "1.6":
+                answers["StartTransaction"] = {
+                    "transactionId": 1,
+                    "idTagInfo": {"status": "Accepted"},
+                }
+                answers["Authorize"] = {"idTagInfo": {"status": "Accepted"}}
+            else:
+                answers["Authorize"] = {"idTokenInfo": {"status": "Accepted"}}
+            await ws.send(json.dumps([3, message[1], answers.get(message[2], {})]))
+
+    async def send(self, frame: str | bytes) -> None:
+        await self.conn.send(frame)
+
+    async def next_reply(self) -> list[Any]:
+        return await asyncio.wait_for(self.replies.get(), RECV_TIMEOUT_S)
+
+
+class Harness:
+    def __init__(self, version: str) -> None:
+        self.version = version
+        self.loop = LoopThread()
+        self.csms = HostileCsms(version)
+        url = self.loop.call(self.csms.start())
+        self.device = SimpleCharger(n_connectors=2)
+        self.twin = OcppChargePointTwin(
+            self.device, "FUZZ", url, version=version, clock=lambda: 0.0
+        )
+        self.loop.call(self.twin.connect())
+        self.device.plug_in(1, EvState(capacity_kwh=40.0, soc=0.5))
+        self.loop.call(self.twin.tick())  # a transaction is running on connector 1
+        self.ids = itertools.count()
+
+    def exchange(self, frame: str | bytes) -> list[list[Any]]:
+        """Send ``frame`` then a configuration read; return the replies before the read's."""
+        self.loop.call(self.csms.send(frame))
+        probe = f"probe-{next(self.ids)}"
+        if self.version == "1.6":
+            request = [2, probe, "GetConfiguration", {"key": ["NumberOfConnectors"]}]
+        else:
+            request = [
+                2,
+                probe,
+                "GetVariables",
+                {
+                    "getVariableData": [
+                        {
+                            "component": {"name": "OCPPCommCtrlr"},
+                            "variable": {"name": "HeartbeatInterval"},
+                        }
+                    ]
+                },
+            ]
+        self.loop.call(self.csms.send(json.dumps(request)))
+        replies = []
+        while True:
+            reply = self.loop.call(self.csms.next_reply())
+            if reply[1] == probe:
+                assert reply[0] == 3, reply
+                return replies
+            replies.append(reply)
+
+    def close(self) -> None:
+        self.loop.call(self.twin.close())
+        self.csms.server.close()
+        self.loop.close()
+
+
+@pytest.fixture(scope="module", params=["1.6", "2.0.1"])
+def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
+    rig = Harness(request.param)
+    yield rig
+    assert rig.twin.online  # nothing sent by the CSMS broke the session
+    rig.close()
+
+
+def spelled(version: str, kind: str) -> str:
+    names = {
+        "format": {"1.6": "FormationViolation", "2.0.1": "FormatViolation"},
+        "rpc": {"1.6": "ProtocolError", "2.0.1": "RpcFrameworkError"},
+    }
+    return names[kind][version] if kind in names else kind
+
+
+@pytest.mark.parametrize(
+    ("frame", "expected_id", "kind"),
+    [
+        ("{{{", "-1", "format"),
+        ("[]", "-1", "rpc"),
+        ('[2, "b1", "GetConfiguration"]', "b1", "rpc"),
+        ('[2, "b2", "Reset", "Hard"]', "b2", "format"),
+        ('[2, "b3", "Teleport", {}]', "b3", "NotSupported"),
+        (
+            '[2, "b4", "BootNotification", {"chargePointVendor": "v", "chargePointModel": "m"}]',
+            "b4",
+            "NotImplemented",
+        ),
+    ],
+)
+def test_malformed_requests_get_the_specified_callerror(
+    harness: Harness, frame: str, expected_id: str, kind: str
+) -> None:
+    (reply,) = harness.exchange(frame)
+    assert reply[:3] == [4, expected_id, spelled(harness.version, kind)]
+
+
+def test_schema_violations_in_smart_charging_requests(harness: Harness) -> None:
+    if harness.version == "1.6":
+        frame = [2, "c1", "SetChargingProfile", {"connectorId": "one", "csChargingProfiles": {}}]
+    else:
+        frame = [2, "c1", "SetChargingProfile", {"evseId": "one", "chargingProfile": {}}]
+    (reply,) = harness.exchange(json.dumps(frame))
+    assert (
+        reply[0] == 4
+        and reply[1] == "c1"
+        and reply[2] in ("TypeConstraintViolation", "ProtocolError")
+    )
+
+
+def test_a_composite_schedule_request_for_a_century_is_rejected_not_computed(
+    harness: Harness,
+) -> None:
+    if harness.version == "1.6":
+        frame = [2, "d1", "GetCompositeSchedule", {"connectorId": 1, "duration": 3_153_600_000}]
+    else:
+        frame = [2, "d1", "GetCompositeSchedule", {"evseId": 1, "duration": 3_153_600_000}]
+    harness.loop.call(harness.csms.send(json.dumps(frame)))
+    reply = harness.loop.call(harness.csms.next_reply())
+    assert reply[:2] == [3, "d1"] and reply[2]["status"] == "Rejected"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+numbers = st.one_of(st.integers(-(2**40), 2**40), st.floats(allow_nan=False, allow_infinity=False))
+stamps = st.one_of(st.just(NOW), st.text(max_size=25), st.datetimes().map(lambda d: d.isoformat()))
+periods = st.lists(
+    st.fixed_dictionaries(
+        {
+            "startPeriod": st.integers(-100, 100_000),
+            "limit": st.integers(-10, 10**6).map(lambda v: v / 10),
+        },
+        optional={"numberPhases": st.integers(-1, 4)},
+    ),
+    min_size=0,
+    max_size=5,
+)
+schedule = st.fixed_dictionaries(
+    {"chargingRateUnit": st.sampled_from(["A", "W"]), "chargingSchedulePeriod": periods},
+    optional={"duration": st.integers(-10, 10**9), "startSchedule": stamps},
+)
+
+
+def _profile(version: str) -> st.SearchStrategy[dict[str, Any]]:
+    purposes = (
+        ["ChargePointMaxProfile", "TxDefaultProfile", "TxProfile"]
+        if version == "1.6"
+        else [
+            "ChargingStationMaxProfile",
+            "TxDefaultProfile",
+            "TxProfile",
+            "ChargingStationExternalConstraints",
+        ]
+    )
+    common = {
+        "stackLevel": st.integers(-2, 12),
+        "chargingProfilePurpose": st.sampled_from(purposes),
+        "chargingProfileKind": st.sampled_from(["Absolute", "Recurring", "Relative"]),
+    }
+    optional = {
+        "recurrencyKind": st.sampled_from(["Daily", "Weekly"]),
+        "validFrom": stamps,
+        "validTo": stamps,
+    }
+    if version == "1.6":
+        return st.fixed_dictionaries(
+            {"chargingProfileId": st.integers(-5, 5), **common, "chargingSchedule": schedule},
+            optional={**optional, "transactionId": st.integers(-2, 2)},
+        )
+    return st.fixed_dictionaries(
+        {
+            "id": st.integers(-5, 5),
+            **common,
+            "chargingSchedule": st.lists(
+                schedule.map(lambda s: {"id": 1, **s}), min_size=1, max_size=2
+            ),
+        },
+        optional={**optional, "transactionId": st.text(max_size=10)},
+    )
+
+
+def near_valid(version: str) -> st.SearchStrategy[tuple[str, dict[str, Any]]]:
+    connector = st.integers(-2, 4)
+    if version == "1.6":
+        return st.one_of(
+            st.tuples(
+                st.just("SetChargingProfile"),
+                st.fixed_dictionaries(
+                    {"connectorId": connector, "csChargingProfiles": _profile(version)}
+                ),
+            ),
+            st.tuples(
+                st.just("GetCompositeSchedule"),
+                st.fixed_dictionaries(
+                    {"connectorId": connector, "duration": st.integers(-10, 10**7)},
+                    optional={"chargingRateUnit": st.sampled_from(["A", "W"])},
+                ),
+            ),
+            st.tuples(
+                st.just("ClearChargingProfile"),
+                st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "id": st.integers(-3, 3),
+                        "connectorId": connector,
+                        "stackLevel": st.integers(-1, 9),
+                    },
+                ),
+            ),
+            st.tuples(
+                st.just("RemoteStartTransaction"),
+                st.fixed_dictionaries(
+                    {"idTag": st.text(max_size=20)},
+                    optional={"connectorId": connector, "chargingProfile": _profile(version)},
+                ),
+            ),
+            st.tuples(
+                st.just("RemoteStopTransaction"),
+                st.fixed_dictionaries({"transactionId": st.integers(-3, 3)}),
+            ),
+            st.tuples(
+                st.just("ChangeAvailability"),
+                st.fixed_dictionaries(
+                    {
+                        "connectorId": connector,
+                        "type": st.sampled_from(["Operative", "Inoperative"]),
+                    }
+                ),
+            ),
+            st.tuples(
+                st.just("TriggerMessage"),
+                st.fixed_dictionaries(
+                    {
+                        "requestedMessage": st.sampled_from(
+                            [
+                                "Heartbeat",
+                                "MeterValues",
+                                "StatusNotification",
+                                "FirmwareStatusNotification",
+                            ]
+                        )
+                    },
+                    optional={"connectorId": connector},
+                ),
+            ),
+            st.tuples(
+                st.just("ChangeConfiguration"),
+                st.fixed_dictionaries(
+                    {
+                        "key": st.sampled_from(
+                            [
+                                "HeartbeatInterval",
+                                "MeterValueSampleInterval",
+                                "LocalAuthorizeOffline",
+                                "Whatever",
+                            ]
+                        ),
+                        "value": st.text(max_size=12),
+                    }
+                ),
+            ),
+        )
+    component = st.fixed_dictionaries(
+        {"name": st.sampled_from(["OCPPCommCtrlr", "SampledDataCtrlr", "AuthCtrlr", "Nope"])}
+    )
+    variable = st.fixed_dictionaries(
+        {
+            "name": st.sampled_from(
+                ["HeartbeatInterval", "TxUpdatedInterval", "LocalAuthorizeOffline", "Nope"]
+            )
+        }
+    )
+    return st.one_of(
+        st.tuples(
+            st.just("SetChargingProfile"),
+            st.fixed_dictionaries({"evseId": connector, "chargingProfile": _profile(version)}),
+        ),
+        st.tuples(
+            st.just("GetCompositeSchedule"),
+            st.fixed_dictionaries(
+                {"evseId": connector, "duration": st.integers(-10, 10**7)},
+                optional={"chargingRateUnit": st.sampled_from(["A", "W"])},
+            ),
+        ),
+        st.tuples(
+            st.just("RequestStartTransaction"),
+            st.fixed_dictionaries(
+                {
+                    "idToken": st.fixed_dictionaries(
+                        {"idToken": st.text(max_size=36), "type": st.just("Central")}
+                    ),
+                    "remoteStartId": st.integers(-5, 5),
+                },
+                optional={"evseId": connector, "chargingProfile": _profile(version)},
+            ),
+        ),
+        st.tuples(
+            st.just("RequestStopTransaction"),
+            st.fixed_dictionaries({"transactionId": st.text(max_size=36)}),
+        ),
+        st.tuples(
+            st.just("ChangeAvailability"),
+            st.fixed_dictionaries(
+                {"operationalStatus": st.sampled_from(["Operative", "Inoperative"])},
+                optional={"evse": st.fixed_dictionaries({"id": connector})},
+            ),
+        ),
+        st.tuples(
+            st.just("SetVariables"),
+            st.fixed_dictionaries(
+                {
+                    "setVariableData": st.lists(
+                        st.fixed_dictionaries(
+                            {
+                                "attributeValue": st.text(max_size=12),
+                                "component": component,
+                                "variable": variable,
+                            }
+                        ),
+                        min_size=1,
+                        max_size=3,
+                    )
+                }
+            ),
+        ),
+        st.tuples(
+            st.just("ClearChargingProfile"),
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "chargingProfileId": st.integers(-3, 3),
+                    "chargingProfileCriteria": st.fixed_dictionaries(
+                        {}, optional={"evseId": connector, "stackLevel": st.integers(-1, 9)}
+                    ),
+                },
+            ),
+        ),
+    )
+
+
+FUZZ = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+def check(harness: Harness, frame: str, sent_id: Any = None) -> None:
+    replies = harness.exchange(frame)
+    assert len(replies) <= 1
+    for reply in replies:
+        if reply[0] == 3:
+            assert reply[1] == sent_id
+        else:
+            assert reply[0] == 4 and reply[2] in ALLOWED, reply
+
+
+@FUZZ
+@given(text=st.text(max_size=200))
+def test_random_text_never_breaks_the_twin(harness: Harness, text: str) -> None:
+    check(harness, text)
+
+
+@FUZZ
+@given(value=json_values)
+def test_random_json_never_breaks_the_twin(harness: Harness, value: Any) -> None:
+    check(
+        harness, json.dumps(value), value[1] if isinstance(value, list) and len(value) > 1 else None
+    )
+
+
+@FUZZ
+@given(data=st.data())
+def test_near_valid_csms_requests_never_break_the_twin(
+    harness: Harness, data: st.DataObject
+) -> None:
+    action, payload = data.draw(near_valid(harness.version))
+    check(harness, json.dumps([2, "nv", action, payload]), "nv")
+    device = harness.device
+    for connector in (1, 2):
+        limit = device.limit_kw(connector)
+        assert limit is None or limit >= 0.0
+        assert 0.0 <= device.p_kw(connector) <= device.max_power_kw(connector)
