@@ -8,7 +8,7 @@ import numpy as np
 
 from qubit_sim.physics.ev import ev_charge_step, ev_max_power_kw
 
-__all__ = ["ChargerFleet"]
+__all__ = ["ChargerFleet", "assign_chargers"]
 
 
 class ChargerFleet:
@@ -128,3 +128,45 @@ class ChargerFleet:
         self.e_session_kwh += e_kwh
         self.e_register_kwh += self.p_grid_kw * (dt_s / 3600.0)
         return e_kwh
+
+
+def assign_chargers(
+    arrive_s: np.ndarray, depart_s: np.ndarray, home_charger: np.ndarray, n_chargers: int
+) -> np.ndarray:
+    """Which charger each session gets, or -1 when it is turned away.
+
+    Sessions are taken in arrival order (ties in table order); at one instant, departures free
+    their chargers before arrivals take one. A session takes its ``home_charger`` when that is
+    free, else the free charger with the lowest index. Sessions with ``depart_s <= arrive_s`` get
+    -1. The simulation applies exactly this rule, so controllers that plan ahead (the offline
+    optimum) can know the assignment in advance: it does not depend on control.
+
+    Args:
+        arrive_s / depart_s: Step-aligned plug-in and leave times [s].
+        home_charger: Preferred charger per session (-1: none).
+        n_chargers: Number of chargers.
+    """
+    import heapq
+
+    n = len(arrive_s)
+    charger = np.full(n, -1, dtype=np.int64)
+    busy_until: list[tuple[int, int]] = []  # (leave time, charger)
+    free = np.ones(n_chargers, dtype=bool)
+    for s in np.argsort(arrive_s, kind="stable"):
+        t = int(arrive_s[s])
+        while busy_until and busy_until[0][0] <= t:
+            free[heapq.heappop(busy_until)[1]] = True
+        if depart_s[s] <= t or n_chargers == 0:
+            continue
+        preferred = int(home_charger[s])
+        if 0 <= preferred < n_chargers and free[preferred]:
+            chosen = preferred
+        else:
+            candidates = np.flatnonzero(free)
+            if not len(candidates):
+                continue
+            chosen = int(candidates[0])
+        free[chosen] = False
+        charger[s] = chosen
+        heapq.heappush(busy_until, (int(depart_s[s]), chosen))
+    return charger

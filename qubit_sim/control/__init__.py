@@ -1,6 +1,6 @@
 """Controllers: the interface, the registry and the built-ins."""
 
-from qubit_sim.control.base import Controller, Observation, Setpoints, SiteInfo
+from qubit_sim.control.base import Controller, Observation, Oracle, Setpoints, SiteInfo
 from qubit_sim.control.registry import (
     ControllerRegistry,
     controller_names,
@@ -12,6 +12,7 @@ __all__ = [
     "Controller",
     "ControllerRegistry",
     "Observation",
+    "Oracle",
     "Setpoints",
     "SiteInfo",
     "controller_names",

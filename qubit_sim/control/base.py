@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Controller", "Observation", "Setpoints", "SiteInfo"]
+__all__ = ["Controller", "Observation", "Oracle", "Setpoints", "SiteInfo"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,9 @@ class SiteInfo:
         import_limit_kw / export_limit_kw: Grid-connection limits [kW] (inf when unlimited).
         tz: IANA time zone of the site.
         params: Extra scenario data a controller may use (tariff, horizon, ...).
+        oracle: The scenario's true exogenous series and sessions (:class:`Oracle`). Only for
+            oracle forecasts and the perfect-foresight optimum: a realistic controller must not
+            read it.
     """
 
     step_s: int
@@ -45,6 +48,33 @@ class SiteInfo:
     export_limit_kw: float
     tz: str
     params: dict[str, Any] = field(default_factory=dict)
+    oracle: Oracle | None = None
+
+
+@dataclass(frozen=True)
+class Oracle:
+    """What will happen, step by step, whatever the controller does.
+
+    Attributes:
+        times_utc: Step starts (pandas DatetimeIndex, UTC).
+        load_kw: Building load per step, all loads [kW].
+        pv_available_kw: Available PV per step and plant [kW].
+        price_per_kwh / export_price_per_kwh / carbon_g_per_kwh: Per step.
+        sessions: The run's SessionTable (see :mod:`qubit_sim.agents`).
+        session_arrive_s / session_depart_s: Step-aligned plug-in and leave times [s].
+        session_charger: The charger each session will use (-1: turned away).
+    """
+
+    times_utc: Any
+    load_kw: np.ndarray
+    pv_available_kw: np.ndarray
+    price_per_kwh: np.ndarray
+    export_price_per_kwh: np.ndarray
+    carbon_g_per_kwh: np.ndarray
+    sessions: Any
+    session_arrive_s: np.ndarray
+    session_depart_s: np.ndarray
+    session_charger: np.ndarray
 
 
 @dataclass
@@ -64,6 +94,12 @@ class Observation:
             and charger limits, remaining need) [kW]; 0 when empty.
         charger_e_needed_kwh: Energy the EV still needs (EV side) [kWh].
         charger_departure_s: Announced departure [s] (-1 when empty).
+        charger_session: Index of the plugged session in the run's session table (-1: empty).
+        charger_soc: SOC of the plugged EV [-].
+        charger_capacity_kwh: Battery capacity of the plugged EV [kWh].
+        charger_vehicle_max_kw: The plugged EV's own power limit for this charger kind (EV side,
+            before the taper) [kW].
+        charger_knee_soc: SOC where the plugged EV's charging power starts to taper [-].
         battery_soc: SOC per battery [-].
         battery_p_min_kw / battery_p_max_kw: Feasible power range this step [kW].
         site_voltage_pu: Voltage at the site bus from the previous power flow [p.u.] (NaN if none).
@@ -84,6 +120,11 @@ class Observation:
     battery_p_min_kw: np.ndarray
     battery_p_max_kw: np.ndarray
     site_voltage_pu: float = float("nan")
+    charger_session: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    charger_soc: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    charger_capacity_kwh: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    charger_vehicle_max_kw: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    charger_knee_soc: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 @dataclass

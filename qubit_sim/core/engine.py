@@ -15,8 +15,9 @@ from simpy.core import NORMAL, URGENT
 from qubit_sim.core.clock import SimClock
 from qubit_sim.errors import SimulationError
 
-__all__ = ["Engine", "PRIORITY_DEVICE", "PRIORITY_STEP"]
+__all__ = ["Engine", "PRIORITY_DEPARTURE", "PRIORITY_DEVICE", "PRIORITY_STEP"]
 
+PRIORITY_DEPARTURE = URGENT - 1  # leaving frees a charger before anyone arrives at that instant
 PRIORITY_DEVICE = URGENT
 PRIORITY_STEP = NORMAL
 
@@ -49,15 +50,20 @@ class Engine:
         """Current simulation time [s]."""
         return int(self.env.now)
 
-    def at(self, t_s: int, callback: Callable[[], None]) -> None:
-        """Run ``callback`` at time ``t_s`` before that instant's control and physics step."""
+    def at(
+        self, t_s: int, callback: Callable[[], None], priority: int = PRIORITY_DEVICE
+    ) -> None:
+        """Run ``callback`` at time ``t_s`` before that instant's control and physics step.
+
+        Events at one instant run by ``priority`` (lower first), then in scheduling order.
+        """
         if t_s < self.env.now:
             raise SimulationError(f"cannot schedule an event in the past (t={t_s} s)", self.now_s)
         event = self.env.event()
         event.callbacks.append(lambda _event: callback())
         event._ok = True
         event._value = None
-        self.env.schedule(event, PRIORITY_DEVICE, t_s - self.env.now)
+        self.env.schedule(event, priority, t_s - self.env.now)
 
     def _loop(self, n_steps: int):  # type: ignore[no-untyped-def]
         step_s = self.clock.step_s

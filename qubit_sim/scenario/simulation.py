@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from qubit_sim.control.base import Observation, Setpoints
-from qubit_sim.core.engine import Engine
+from qubit_sim.assets import assign_chargers
+from qubit_sim.control.base import Observation, Oracle, Setpoints
+from qubit_sim.core.engine import PRIORITY_DEPARTURE, Engine
 from qubit_sim.core.recorder import Recorder
-from qubit_sim.errors import ControllerError
+from qubit_sim.errors import ControllerError, SimulationError
 from qubit_sim.scenario.build import SiteModel
 
 __all__ = ["Simulation"]
@@ -113,10 +115,11 @@ class Simulation:
             site.grid is not None and grid_spec is not None and grid_spec.power_flow
         )
         self.setpoints = Setpoints.unlimited(self.fleet.n, self.bank.n, len(site.pv_ids))
+        self._schedule_sessions()
+        info = replace(info, oracle=self._oracle())
         self.controller.reset(info, site.rng.generator("controller"))
         self._obs = self._make_observation()
         self._site_v = float("nan")
-        self._schedule_sessions()
 
     # ------------------------------------------------------------------ setup
     def _columns(self) -> list[str]:
@@ -134,6 +137,21 @@ class Simulation:
             if site.grid.record_bus_voltages:
                 columns += [f"bus_{int(b)}_vm_pu" for b in site.grid.bus_index]
         return columns
+
+    def _oracle(self) -> Oracle:
+        site = self.site
+        return Oracle(
+            times_utc=site.clock.index(),
+            load_kw=self._load_total,
+            pv_available_kw=site.pv_available_kw,
+            price_per_kwh=site.price_per_kwh,
+            export_price_per_kwh=site.export_price_per_kwh,
+            carbon_g_per_kwh=site.carbon_g_per_kwh,
+            sessions=site.sessions,
+            session_arrive_s=self.session_arrive_s,
+            session_depart_s=self.session_depart_s,
+            session_charger=self.session_plan,
+        )
 
     def _make_observation(self) -> Observation:
         n_pv = len(self.site.pv_ids)
@@ -158,11 +176,17 @@ class Simulation:
         sessions = self.site.sessions
         dt = self.dt
         horizon = self.site.clock.duration_s
+        arrive = -(-np.asarray(sessions.arrival_s, dtype=np.int64) // dt) * dt
+        depart = (np.asarray(sessions.departure_s, dtype=np.int64) // dt) * dt
+        self.session_arrive_s = arrive
+        self.session_depart_s = depart
+        # Assignment does not depend on control, so it is fixed before the run.
+        self.session_plan = assign_chargers(
+            arrive, depart, np.asarray(sessions.home_charger), self.fleet.n
+        )
         for s in range(len(sessions)):
-            arrive = -(-int(sessions.arrival_s[s]) // dt) * dt
-            if arrive >= horizon:
-                continue
-            self.engine.at(arrive, lambda s=s: self._arrive(s))
+            if arrive[s] < horizon:
+                self.engine.at(int(arrive[s]), lambda s=s: self._arrive(s))
 
     # ----------------------------------------------------------------- events
     def _event(self, kind: str, **data: Any) -> None:
@@ -178,17 +202,18 @@ class Simulation:
         sessions = self.site.sessions
         fleet = self.fleet
         now = self.engine.now_s
-        depart = (int(sessions.departure_s[s]) // self.dt) * self.dt
+        depart = int(self.session_depart_s[s])
         vehicle = str(sessions.vehicle_id[s])
-        if depart <= now:
-            self.session_rejected[s] = True
-            self._event("ev_rejected", session=s, vehicle_id=vehicle, reason="stay shorter than a step")
-            return
-        charger = fleet.free_charger(int(sessions.home_charger[s]))
+        charger = int(self.session_plan[s])
         if charger < 0:
             self.session_rejected[s] = True
-            self._event("ev_rejected", session=s, vehicle_id=vehicle, reason="no free charger")
+            reason = "stay shorter than a step" if depart <= now else "no free charger"
+            self._event("ev_rejected", session=s, vehicle_id=vehicle, reason=reason)
             return
+        if fleet.connected[charger]:
+            raise SimulationError(
+                f"session {s} was assigned charger {fleet.ids[charger]}, which is occupied", now
+            )
         fleet.plug(
             charger,
             s,
@@ -212,7 +237,7 @@ class Simulation:
             departure=self.site.clock.iso(depart),
         )
         if depart < self.site.clock.duration_s:
-            self.engine.at(depart, lambda: self._depart(charger, s))
+            self.engine.at(depart, lambda: self._depart(charger, s), PRIORITY_DEPARTURE)
 
     def _depart(self, charger: int, s: int) -> None:
         fleet = self.fleet
@@ -246,6 +271,11 @@ class Simulation:
         obs.charger_ev_max_kw = self.fleet.max_grid_kw(self.dt)
         obs.charger_e_needed_kwh = self.fleet.e_needed_kwh
         obs.charger_departure_s = self.fleet.departure_s
+        obs.charger_session = self.fleet.session
+        obs.charger_soc = self.fleet.soc
+        obs.charger_capacity_kwh = self.fleet.capacity_kwh
+        obs.charger_vehicle_max_kw = self.fleet.ev_max_kw
+        obs.charger_knee_soc = self.fleet.knee_soc
         obs.battery_soc = self.bank.soc
         obs.battery_p_min_kw, obs.battery_p_max_kw = self.bank.limits(self.dt)
         obs.site_voltage_pu = self._site_v
