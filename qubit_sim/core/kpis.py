@@ -26,12 +26,26 @@ def compute_kpis(
     voltage_limits_pu: tuple[float, float] = (0.95, 1.05),
     loading_limit_pct: float = 100.0,
     unmet_penalty_per_kwh: float = 0.0,
+    degradation_cost: float = 0.0,
+    battery_eta_discharge: float = 1.0,
     extra: dict[str, float] | None = None,
 ) -> dict[str, float | int | None]:
     """KPIs of a run (energies [kWh], powers [kW], money in the tariff currency, CO2 [kg]).
 
     ``df`` is the run's time series (columns as written by the simulation). Demand charges apply to
     each billing period the run touches, on that period's peak 15-min average import.
+
+    ``objective_cost`` is what every controller is judged by, so none can look cheap by not
+    charging EVs or by draining the battery::
+
+        objective_cost = total_cost
+                         + unmet EV energy x unmet_penalty_per_kwh
+                         + battery degradation cost (throughput x cost per kWh)
+                         - change of stored battery energy x terminal value
+
+    where the terminal value of a stored kWh is the run's mean import price times the discharge
+    efficiency (what that kWh would save if discharged later at an average price), the same for
+    every controller. Stored energy gained counts in a controller's favour, energy lost against it.
     """
     from qubit_sim.core.tariff import demand_peaks_kw
 
@@ -48,6 +62,7 @@ def compute_kpis(
     )
     demand_charge = float(peaks["peak_kw"].sum() * tariff.demand_charge_per_kw)
     total_cost = energy_cost + demand_charge - export_credit
+    terminal_value_per_kwh = float(price.mean()) * battery_eta_discharge if len(price) else 0.0
 
     pv_generated = float(-df["pv_kw"].to_numpy().sum() * hours)
     grid_export_kwh = float(exp.sum() * hours)
@@ -60,7 +75,12 @@ def compute_kpis(
         "demand_charge": demand_charge,
         "export_credit": export_credit,
         "total_cost": total_cost,
-        "objective_cost": total_cost + unmet * unmet_penalty_per_kwh,
+        "objective_cost": total_cost
+        + unmet * unmet_penalty_per_kwh
+        + degradation_cost
+        - battery_energy_change_kwh * terminal_value_per_kwh,
+        "battery_degradation_cost": degradation_cost,
+        "battery_terminal_value_per_kwh": terminal_value_per_kwh,
         "grid_import_kwh": float(imp.sum() * hours),
         "grid_export_kwh": grid_export_kwh,
         "peak_import_kw": float(imp.max()) if len(imp) else 0.0,

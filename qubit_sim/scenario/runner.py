@@ -207,6 +207,24 @@ def _sessions_in_horizon(site: SiteModel) -> np.ndarray:
     return arrive < site.clock.duration_s
 
 
+def _degradation_cost(site: SiteModel) -> float:
+    """Throughput of each battery times its degradation cost per kWh."""
+    specs = site.scenario.spec.assets.batteries
+    bank = site.batteries
+    if not bank.n:
+        return 0.0
+    cost = np.array([spec.degradation_cost_per_kwh for spec in specs])
+    return float((bank.e_charged_kwh + bank.e_discharged_kwh) @ cost)
+
+
+def _mean_eta_discharge(site: SiteModel) -> float:
+    bank = site.batteries
+    if not bank.n:
+        return 1.0
+    weights = bank.capacity_kwh / bank.capacity_kwh.sum()
+    return float(weights @ bank.eta_discharge)
+
+
 def _kpis(site: SiteModel, sim: Simulation) -> dict[str, Any]:
     from qubit_sim.core.kpis import compute_kpis
 
@@ -233,6 +251,8 @@ def _kpis(site: SiteModel, sim: Simulation) -> dict[str, Any]:
         voltage_limits_pu=grid.voltage_limits_pu if grid else (0.95, 1.05),
         loading_limit_pct=grid.loading_limit_pct if grid else 100.0,
         unmet_penalty_per_kwh=site.scenario.spec.tariff.unmet_energy_penalty_per_kwh,
+        degradation_cost=_degradation_cost(site),
+        battery_eta_discharge=_mean_eta_discharge(site),
         extra=site.controller.stats(),
     )
     kpis["currency"] = site.tariff.currency
