@@ -24,7 +24,7 @@ lint: setup
 	$(VENV)/bin/ruff check qubit_sim tests benchmarks
 
 test: setup lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS) --nbmake tests notebooks
 
 bench: setup
 	for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
