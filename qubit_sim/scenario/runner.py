@@ -197,6 +197,8 @@ def _write_sessions(folder: Path, site: SiteModel, sim: Simulation) -> None:
         frame["unplugged_s"] = sim.session_unplugged_s
         frame["rejected"] = sim.session_rejected
         frame["e_delivered_kwh"] = sim.session_delivered_kwh
+        frame["meter_start_wh"] = sim.session_meter_start_wh
+        frame["meter_stop_wh"] = sim.session_meter_stop_wh
     frame.to_parquet(folder / "sessions.parquet", index=False)
 
 

@@ -297,6 +297,9 @@ class TariffSpec(_Model):
     billing_period: Literal["month", "week", "day"] = "month"
     carbon: CarbonSpec = CarbonSpec(constant_g_per_kwh=300.0)
     unmet_energy_penalty_per_kwh: float = Field(default=1.0, ge=0)
+    driver_price_per_kwh: float = Field(
+        default=0.39, ge=0, description="price drivers pay per kWh charged (session invoices)"
+    )
 
 
 class ControllerSpec(_Model):

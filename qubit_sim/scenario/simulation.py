@@ -103,6 +103,9 @@ class Simulation:
         self.session_plugged_s = np.full(n_sessions, -1, dtype=np.int64)
         self.session_unplugged_s = np.full(n_sessions, -1, dtype=np.int64)
         self.session_rejected = np.zeros(n_sessions, dtype=bool)
+        # Charger meter readings at plug-in and unplug, in whole Wh as an OCPP 1.6 meter reports.
+        self.session_meter_start_wh = np.full(n_sessions, -1, dtype=np.int64)
+        self.session_meter_stop_wh = np.full(n_sessions, -1, dtype=np.int64)
         self._hours = self.dt / 3600.0
         self._meter_kwh = 0.0
         self._pv_kwh = 0.0
@@ -227,6 +230,7 @@ class Simulation:
         )
         self.session_charger[s] = charger
         self.session_plugged_s[s] = now
+        self.session_meter_start_wh[s] = self._meter_wh(charger)
         self._event(
             "ev_plugged",
             session=s,
@@ -239,11 +243,16 @@ class Simulation:
         if depart < self.site.clock.duration_s:
             self.engine.at(depart, lambda: self._depart(charger, s), PRIORITY_DEPARTURE)
 
+    def _meter_wh(self, charger: int) -> int:
+        """The charger's energy register [Wh], rounded down as a whole-Wh meter reads it."""
+        return int(np.floor(self.fleet.e_register_kwh[charger] * 1000.0 + 1e-6))
+
     def _depart(self, charger: int, s: int) -> None:
         fleet = self.fleet
         if fleet.session[charger] != s:  # already gone
             return
         self.session_unplugged_s[s] = self.engine.now_s
+        self.session_meter_stop_wh[s] = self._meter_wh(charger)
         self.session_delivered_kwh[s] = fleet.e_session_kwh[charger]
         self._event(
             "ev_unplugged",
@@ -253,6 +262,8 @@ class Simulation:
             soc=round(float(fleet.soc[charger]), 6),
             e_delivered_kwh=round(float(self.session_delivered_kwh[s]), 6),
             e_unmet_kwh=round(float(fleet.e_needed_kwh[charger]), 6),
+            meter_start_wh=int(self.session_meter_start_wh[s]),
+            meter_stop_wh=int(self.session_meter_stop_wh[s]),
         )
         fleet.unplug(charger)
 
@@ -417,6 +428,8 @@ class Simulation:
             self.session_delivered_kwh[self.fleet.session[plugged]] = self.fleet.e_session_kwh[
                 plugged
             ]
+            for charger in np.flatnonzero(plugged):
+                self.session_meter_stop_wh[self.fleet.session[charger]] = self._meter_wh(charger)
             self.recorder.close()
             if self._events_file is not None:
                 self._events_file.close()
