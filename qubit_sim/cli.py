@@ -44,6 +44,7 @@ KPI_ROWS = [
     ("battery_throughput_kwh", "Battery throughput", "kWh"),
     ("co2_kg", "CO2", "kg"),
     ("min_voltage_pu", "Min feeder voltage", "p.u."),
+    ("max_voltage_pu", "Max feeder voltage", "p.u."),
     ("max_line_loading_pct", "Max line loading", "%"),
     ("voltage_violation_steps", "Voltage violation steps", ""),
     ("overload_steps", "Overload steps", ""),

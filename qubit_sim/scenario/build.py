@@ -93,7 +93,9 @@ class _Issues:
         self.items: list[ConfigIssue] = []
 
     def add(self, loc: tuple[Any, ...], message: str) -> None:
-        self.items.append(ConfigIssue(format_path(loc), message))
+        issue = ConfigIssue(format_path(loc), message)
+        if issue not in self.items:  # a group of devices repeats its entry's problem
+            self.items.append(issue)
 
 
 def build_site(
