@@ -44,6 +44,7 @@ class Engine:
         self._progress = progress
         self._progress_every = max(1, progress_every)
         self.steps_done = 0
+        self._started = False
 
     @property
     def now_s(self) -> int:
@@ -82,8 +83,30 @@ class Engine:
         """
         n = self.clock.n_steps if n_steps is None else n_steps
         self.env.process(self._loop(n))
+        self._guarded(None)
+        if self._progress is not None:
+            self._progress(self.steps_done)
+
+    def run_until(self, t_s: int) -> None:
+        """Advance to simulation time ``t_s``: every event before ``t_s`` runs, none at ``t_s``.
+
+        Call it repeatedly with increasing times to step a run from outside (an RL environment,
+        a real-time pacer); the first call starts the step loop over the whole scenario.
+        """
+        if not self._started:
+            self.env.process(self._loop(self.clock.n_steps))
+            self._started = True
+        if t_s > self.env.now:
+            self._guarded(min(t_s, self.clock.duration_s))
+
+    @property
+    def finished(self) -> bool:
+        """True once every step of the scenario has run."""
+        return self.steps_done >= self.clock.n_steps
+
+    def _guarded(self, until: int | None) -> None:
         try:
-            self.env.run()
+            self.env.run(until=until)
         except SimulationError:
             raise
         except Exception as exc:
@@ -93,5 +116,3 @@ class Engine:
                 f"{type(exc).__name__}: {exc}",
                 t_s,
             ) from exc
-        if self._progress is not None:
-            self._progress(self.steps_done)

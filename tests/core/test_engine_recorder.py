@@ -77,3 +77,15 @@ def test_recorder_streams_chunks_and_survives_a_failure(tmp_path: Path) -> None:
 def test_recorder_rejects_duplicate_columns() -> None:
     with pytest.raises(ValueError, match="duplicate"):
         Recorder(["a", "a"], START, 60)
+
+
+def test_run_until_steps_a_run_from_outside() -> None:
+    clock = SimClock(START, 60, 600)
+    seen: list[int] = []
+    engine = Engine(clock, seen.append)
+    engine.run_until(180)
+    assert seen == [0, 1, 2] and engine.now_s == 180 and not engine.finished
+    engine.run_until(180)  # no time passes: nothing runs
+    assert seen == [0, 1, 2]
+    engine.run_until(10_000)  # clipped to the end of the scenario
+    assert seen == list(range(10)) and engine.finished
