@@ -7,7 +7,7 @@ step always sees the plugged-in EVs and the setpoints of its own instant.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 
 import simpy
 from simpy.core import NORMAL, URGENT
@@ -51,9 +51,7 @@ class Engine:
         """Current simulation time [s]."""
         return int(self.env.now)
 
-    def at(
-        self, t_s: int, callback: Callable[[], None], priority: int = PRIORITY_DEVICE
-    ) -> None:
+    def at(self, t_s: int, callback: Callable[[], None], priority: int = PRIORITY_DEVICE) -> None:
         """Run ``callback`` at time ``t_s`` before that instant's control and physics step.
 
         Events at one instant run by ``priority`` (lower first), then in scheduling order.
@@ -64,9 +62,9 @@ class Engine:
         event.callbacks.append(lambda _event: callback())
         event._ok = True
         event._value = None
-        self.env.schedule(event, priority, t_s - self.env.now)
+        self.env.schedule(event, priority, t_s - self.env.now)  # type: ignore[arg-type]
 
-    def _loop(self, n_steps: int):  # type: ignore[no-untyped-def]
+    def _loop(self, n_steps: int) -> Generator[simpy.Event, None, None]:
         step_s = self.clock.step_s
         for k in range(n_steps):
             self._step(k)

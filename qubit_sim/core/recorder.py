@@ -10,8 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Recorder"]
 
@@ -50,7 +54,7 @@ class Recorder:
         self._buffer = np.zeros((chunk_rows, len(self.columns)))
         self._fill = 0
         self._rows_flushed = 0
-        self._writer = None
+        self._writer: Any = None
         self._keep = keep_in_memory
         self._kept: list[np.ndarray] = []
         self._all = np.zeros((n_rows_hint, len(self.columns))) if keep_in_memory else None
@@ -69,7 +73,7 @@ class Recorder:
         if self._fill == self.chunk_rows:
             self.flush()
 
-    def _times(self, first_row: int, n: int):  # type: ignore[no-untyped-def]
+    def _times(self, first_row: int, n: int) -> tuple[np.ndarray, Any]:
         import pandas as pd
 
         t_s = (np.arange(first_row, first_row + n, dtype=np.int64)) * self.step_s
@@ -115,7 +119,7 @@ class Recorder:
             self._writer.close()
             self._writer = None
 
-    def frame(self):  # type: ignore[no-untyped-def]
+    def frame(self) -> pd.DataFrame:
         """Everything recorded so far as a pandas DataFrame (``time``, ``t_s``, columns)."""
         import pandas as pd
 

@@ -19,13 +19,28 @@ import subprocess
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["RunResult", "git_revision", "package_versions", "write_json"]
 
 _PACKAGES = (
-    "numpy", "pandas", "scipy", "simpy", "mesa", "pandapower", "simbench", "pvlib", "pydantic",
-    "pyarrow", "cvxpy", "ocpp", "pymodbus", "gymnasium",
+    "numpy",
+    "pandas",
+    "scipy",
+    "simpy",
+    "mesa",
+    "pandapower",
+    "simbench",
+    "pvlib",
+    "pydantic",
+    "pyarrow",
+    "cvxpy",
+    "ocpp",
+    "pymodbus",
+    "gymnasium",
 )
 
 
@@ -51,7 +66,10 @@ def git_revision(path: Path | None = None) -> str | None:
             return None
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=where, capture_output=True, text=True, timeout=5,
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=5,
         )
         return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
@@ -61,7 +79,9 @@ def git_revision(path: Path | None = None) -> str | None:
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (write to a temporary file, then rename)."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
+    tmp.write_text(
+        json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8"
+    )
     tmp.replace(path)
 
 
@@ -78,13 +98,14 @@ class RunResult:
     def complete(self) -> bool:
         return self.manifest.get("status") == "complete"
 
-    def timeseries(self):  # type: ignore[no-untyped-def]
+    def timeseries(self) -> pd.DataFrame:
         """The time series as a pandas DataFrame."""
         import pandas as pd
 
         return pd.read_parquet(self.out_dir / "timeseries.parquet")
 
-    def sessions(self):  # type: ignore[no-untyped-def]
+    def sessions(self) -> pd.DataFrame:
+        """Every EV session of the run as a pandas DataFrame."""
         import pandas as pd
 
         return pd.read_parquet(self.out_dir / "sessions.parquet")

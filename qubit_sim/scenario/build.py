@@ -150,10 +150,15 @@ def build_site(
 
     # Chargers
     charger_ids: list[str] = []
-    rated, eff, is_dc, charger_bus = [], [], [], []
+    rated: list[float] = []
+    eff: list[float] = []
+    is_dc: list[bool] = []
+    charger_bus: list[int] = []
     for index, entry in enumerate(spec.assets.chargers):
-        ids = _ids("dc" if entry.kind == "dc" else "ac", entry.id, entry.count * entry.connectors, used)
-        buses = entry.buses or [entry.bus]
+        ids = _ids(
+            "dc" if entry.kind == "dc" else "ac", entry.id, entry.count * entry.connectors, used
+        )
+        buses: list[Any] = list(entry.buses) if entry.buses else [entry.bus]
         for j, cid in enumerate(ids):
             charger_ids.append(cid)
             rated.append(entry.power_kw)
@@ -166,29 +171,39 @@ def build_site(
     # Batteries
     battery_ids: list[str] = []
     battery_bus: list[int] = []
-    columns: dict[str, list[float]] = {k: [] for k in (
-        "capacity_kwh", "p_charge_max_kw", "p_discharge_max_kw", "eta_charge", "eta_discharge",
-        "soc_min", "soc_max", "soc_initial", "self_discharge_per_h",
-    )}
-    for index, entry in enumerate(spec.assets.batteries):
-        battery_ids += _ids("battery", entry.id, 1, used)
-        battery_bus.append(bus_position(("assets", "batteries", index, "bus"), entry.bus))
+    columns: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "capacity_kwh",
+            "p_charge_max_kw",
+            "p_discharge_max_kw",
+            "eta_charge",
+            "eta_discharge",
+            "soc_min",
+            "soc_max",
+            "soc_initial",
+            "self_discharge_per_h",
+        )
+    }
+    for index, battery in enumerate(spec.assets.batteries):
+        battery_ids += _ids("battery", battery.id, 1, used)
+        battery_bus.append(bus_position(("assets", "batteries", index, "bus"), battery.bus))
         for key in columns:
-            columns[key].append(float(getattr(entry, key)))
+            columns[key].append(float(getattr(battery, key)))
     batteries = BatteryBank(battery_ids, **{k: np.array(v) for k, v in columns.items()})
 
     # PV
     pv_ids: list[str] = []
     pv_columns: list[np.ndarray] = []
     pv_bus: list[int] = []
-    for index, entry in enumerate(spec.assets.pv):
-        ids = _ids("pv", entry.id, entry.count, used)
+    for index, plant in enumerate(spec.assets.pv):
+        ids = _ids("pv", plant.id, plant.count, used)
         try:
-            power = _pv_power(loaded, entry, times)
+            power = _pv_power(loaded, plant, times)
         except QubitSimError as exc:
             issues.add(("assets", "pv", index, "weather"), str(exc))
             power = np.zeros(len(times))
-        buses = entry.buses or [entry.bus]
+        buses = list(plant.buses) if plant.buses else [plant.bus]
         for j, pid in enumerate(ids):
             pv_ids.append(pid)
             pv_columns.append(power)
@@ -199,14 +214,14 @@ def build_site(
     load_ids: list[str] = []
     load_columns: list[np.ndarray] = []
     load_bus: list[int] = []
-    for index, entry in enumerate(spec.assets.loads):
-        ids = _ids("load", entry.id, entry.count, used)
+    for index, load in enumerate(spec.assets.loads):
+        ids = _ids("load", load.id, load.count, used)
         try:
-            power = _load_power(loaded, entry, times)
+            power = _load_power(loaded, load, times)
         except QubitSimError as exc:
             issues.add(("assets", "loads", index, "profile"), str(exc))
             power = np.zeros(len(times))
-        buses = entry.buses or [entry.bus]
+        buses = list(load.buses) if load.buses else [load.bus]
         for j, lid in enumerate(ids):
             load_ids.append(lid)
             load_columns.append(power)
@@ -367,7 +382,7 @@ def _tariff(
                     price_per_kwh=rate.rate,
                     start=rate.start_time,
                     end=rate.end_time,
-                    weekdays=tuple(rate.weekdays) if rate.weekdays is not None else None,
+                    weekdays=tuple(rate.weekdays) if rate.weekdays is not None else None,  # type: ignore[arg-type]
                     months=tuple(rate.months) if rate.months is not None else None,
                 )
             )

@@ -7,6 +7,7 @@ scenario entry that says ``template: <name>`` starts from ``params`` and overrid
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,7 @@ class TemplateCatalogue:
     def names(self) -> list[str]:
         return sorted(self._templates)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[TwinTemplate]:
         return iter(self._templates[name] for name in self.names())
 
     def __len__(self) -> int:
@@ -96,7 +97,9 @@ def _read_template(file: Path, issues: list[ConfigIssue]) -> TwinTemplate | None
         return None
     if data["kind"] not in _KINDS:
         issues.append(
-            ConfigIssue(f"{file}: kind", f"must be one of {', '.join(_KINDS)}, found {data['kind']!r}")
+            ConfigIssue(
+                f"{file}: kind", f"must be one of {', '.join(_KINDS)}, found {data['kind']!r}"
+            )
         )
         return None
     if not isinstance(data["params"], dict):
