@@ -3,6 +3,7 @@
 Baseline in the same run: the seasonal-naive load forecaster (cheapest model) on the same data.
 Run: .venv/bin/python benchmarks/bench_predict.py
 """
+
 from __future__ import annotations
 
 import statistics
@@ -12,19 +13,33 @@ import numpy as np
 import pandas as pd
 
 from qubit_sim.stack.predict import (
-    EvDemandForecaster, LoadForecaster, PvForecaster, backtest, clear_sky_ac_kw,
+    LoadForecaster,
+    PvForecaster,
+    backtest,
+    clear_sky_ac_kw,
 )
 
 LAT, LON = 52.37, 4.90
 
 
 def series(days: int, step: str, seed: int = 0):
-    times = pd.date_range("2025-04-07", periods=days * 86400 // pd.Timedelta(step).seconds, freq=step, tz="UTC")
+    times = pd.date_range(
+        "2025-04-07", periods=days * 86400 // pd.Timedelta(step).seconds, freq=step, tz="UTC"
+    )
     rng = np.random.default_rng(seed)
     hours = np.asarray(times.hour + times.minute / 60)
-    load = 15 + 40 * np.exp(-0.5 * ((hours - 12.5) / 3) ** 2) * np.where(times.dayofweek >= 5, 0.25, 1) + rng.normal(0, 3, len(times))
+    load = (
+        15
+        + 40 * np.exp(-0.5 * ((hours - 12.5) / 3) ** 2) * np.where(times.dayofweek >= 5, 0.25, 1)
+        + rng.normal(0, 3, len(times))
+    )
     clear = clear_sky_ac_kw(times, LAT, LON, 100, inverter_kw=90)["p_kw"].to_numpy()
-    pv = clear * np.clip(rng.uniform(0.4, 1.0, days)[np.arange(len(times)) * days // len(times)] + rng.normal(0, 0.05, len(times)), 0, 1.1)
+    pv = clear * np.clip(
+        rng.uniform(0.4, 1.0, days)[np.arange(len(times)) * days // len(times)]
+        + rng.normal(0, 0.05, len(times)),
+        0,
+        1.1,
+    )
     return times, load, pv
 
 
