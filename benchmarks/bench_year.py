@@ -40,7 +40,7 @@ def year_with_power_flow(feeder: str, baseline_days: int) -> dict[str, float]:
     path = HERE / "scenarios" / f"year_15min_{feeder}.yaml"
     loaded = load_scenario(path)
     with tempfile.TemporaryDirectory() as folder:
-        result = qubit_sim.run(loaded, out=folder, plots=False)
+        result = qubit_sim.run(loaded, out=folder, plots=False, settle=False)
         df = result.timeseries()
     steps = result.manifest["n_steps"]
     simulate_s = result.manifest["timings_s"]["simulate"]
@@ -77,7 +77,7 @@ def year_one_minute() -> dict[str, float]:
     path = HERE / "scenarios" / "year_1min_50_chargers.yaml"
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
-        result = qubit_sim.run(path, out=folder)
+        result = qubit_sim.run(path, out=folder, settle=False)
     wall = time.perf_counter() - started
     timings = result.manifest["timings_s"]
     return {

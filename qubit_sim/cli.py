@@ -52,7 +52,7 @@ KPI_ROWS = [
 ]
 
 
-def _console():  # type: ignore[no-untyped-def]
+def _console() -> Any:
     from rich.console import Console
 
     return Console()
@@ -96,6 +96,13 @@ def run(
     ] = None,
     plots: Annotated[bool, typer.Option(help="Write plots/*.png.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            help="fast (in-process links) or wire (OCPP + Modbus TCP on loopback); "
+            "overrides the YAML's mode. Both give the same results."
+        ),
+    ] = None,
 ) -> None:
     """Run a scenario and write its results folder (time series, KPIs, events, plots)."""
     from qubit_sim.core.clock import parse_duration
@@ -120,8 +127,14 @@ def run(
     try:
         if quiet:
             result = run_loaded(
-                loaded, seed=seed, out=out, until_s=until_s, controller=controller,
-                controller_params=params, plots=plots,
+                loaded,
+                seed=seed,
+                out=out,
+                until_s=until_s,
+                controller=controller,
+                controller_params=params,
+                plots=plots,
+                mode=mode,
             )
         else:
             from rich.progress import (
@@ -149,8 +162,15 @@ def run(
                     bar.update(task, completed=done, total=total)
 
                 result = run_loaded(
-                    loaded, seed=seed, out=out, until_s=until_s, controller=controller,
-                    controller_params=params, plots=plots, progress=progress,
+                    loaded,
+                    seed=seed,
+                    out=out,
+                    until_s=until_s,
+                    controller=controller,
+                    controller_params=params,
+                    plots=plots,
+                    progress=progress,
+                    mode=mode,
                 )
     except (ScenarioError, ControllerError) as exc:
         _fail_scenario(exc)
@@ -177,8 +197,10 @@ def _print_kpis(console: Any, result: Any) -> None:
         value = kpis.get(key)
         if value is None:
             continue
-        text = f"{value:,.4f}" if key.endswith("_pu") or key.endswith("ratio") else (
-            f"{value:,}" if isinstance(value, int) else f"{value:,.2f}"
+        text = (
+            f"{value:,.4f}"
+            if key.endswith("_pu") or key.endswith("ratio")
+            else (f"{value:,}" if isinstance(value, int) else f"{value:,.2f}")
         )
         if key == "energy_balance_error_kwh":
             text = f"{value:.2e}"
@@ -216,7 +238,9 @@ def validate(
             failed = True
             from rich.console import Console
 
-            Console(stderr=True).print(f"[bold red]invalid:[/] {exc}", highlight=False, soft_wrap=True)
+            Console(stderr=True).print(
+                f"[bold red]invalid:[/] {exc}", highlight=False, soft_wrap=True
+            )
             continue
         console.print(f"[green]valid:[/] {path} ({loaded.name})", highlight=False)
     if failed:
@@ -225,9 +249,7 @@ def validate(
 
 @app.command("list")
 def list_(
-    what: Annotated[
-        str, typer.Argument(help="scenarios, templates, controllers or all.")
-    ] = "all",
+    what: Annotated[str, typer.Argument(help="scenarios, templates, controllers or all.")] = "all",
     scenarios_dir: Annotated[Path, typer.Option(help="Folder of scenario YAMLs.")] = Path(
         "scenarios"
     ),
@@ -276,6 +298,256 @@ def list_(
             table.add_row(name, description)
         table.add_row("module:Class", "your own Controller subclass, by import path")
         console.print(table)
+
+
+SETTLE_PERIODS = ("month", "week", "day")
+
+
+@app.command()
+def settle(
+    results: Annotated[Path, typer.Argument(help="Results folder of a run.")],
+    period: Annotated[
+        str | None,
+        typer.Option(
+            help="Billing and ledger period: month, week or day [default: the scenario's]."
+        ),
+    ] = None,
+    key_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder of site signing keys [default: $QUBIT_SIM_KEY_DIR or "
+            "~/.config/qubit-sim/keys]."
+        ),
+    ] = None,
+) -> None:
+    """Settle a run: site bill, signed invoices and PV certificates, ledger, carbon, reconciliation.
+
+    Replaces the run's settlement/ folder. Exits 1 if reconciliation fails.
+    """
+    from qubit_sim.errors import QubitSimError
+    from qubit_sim.stack.settle.run import settle_results
+
+    console = _console()
+    if period is not None and period not in SETTLE_PERIODS:
+        _fail_scenario(ValueError(f"--period {period!r} is not one of {', '.join(SETTLE_PERIODS)}"))
+    try:
+        report = settle_results(results, period=period, key_dir=key_dir)
+    except QubitSimError as exc:
+        _fail_scenario(exc)
+    _print_settlement(console, report)
+    if not report.reconciled:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _print_settlement(console: Any, report: Any) -> None:
+    from rich.table import Table
+
+    from qubit_sim.stack.settle.bills import bill_totals
+
+    currency = report.currency
+    table = Table(title=f"Site bill per {report.period} ({currency})", title_justify="left")
+    for name in (
+        "period",
+        "import kWh",
+        "export kWh",
+        "peak kW",
+        "energy",
+        "demand",
+        "export",
+        "total",
+    ):
+        table.add_column(
+            name, justify="left" if name == "period" else "right", no_wrap=name == "period"
+        )
+    for period, row in bill_totals(report.bill_lines).iterrows():
+        table.add_row(
+            str(period),
+            f"{row.import_kwh:,.1f}",
+            f"{row.export_kwh:,.1f}",
+            f"{row.peak_kw:,.1f}",
+            f"{row.energy:,.2f}",
+            f"{row.demand:,.2f}",
+            f"{-row.export_credit + 0.0:,.2f}",
+            f"{row.total:,.2f}",
+        )
+    console.print(table)
+    signed = report.signed
+    total = report.carbon["total"]
+    console.print(
+        f"{signed.invoice_count} invoices, {signed.certificate_count} certificates, "
+        f"{len(signed.periods)} ledger entries; {report.open_sessions} sessions still plugged "
+        f"(not invoiced)\ncarbon: {total['grid_import_kg']:,.1f} kg CO2 from grid imports, "
+        f"{total['pv_self_consumption_avoided_kg']:,.1f} kg avoided by PV, "
+        f"{total['battery_shift_avoided_kg'] + 0.0:,.1f} kg by the battery"
+    )
+    checks = Table(title="Reconciliation", title_justify="left")
+    for name in ("check", "difference Wh", "tolerance Wh", "verdict"):
+        checks.add_column(name, justify="left" if name in ("check", "verdict") else "right")
+    for check in report.reconciliation["checks"]:
+        if check["passed"] is None:
+            checks.add_row(check["name"], "", "", "not checked")
+            continue
+        colour = "green" if check["passed"] else "red"
+        checks.add_row(
+            check["name"],
+            f"{check['difference_wh']:.3g}",
+            f"{check['tolerance_wh']:,.0f}",
+            f"[{colour}]{check['status']}[/]",
+        )
+    console.print(checks)
+    if report.reconciled:
+        console.print("[bold green]reconciliation: PASS[/]")
+    else:
+        failed = [c["name"] for c in report.reconciliation["checks"] if c["passed"] is False]
+        console.print(f"[bold red]reconciliation: FAIL[/] ({', '.join(failed)})")
+    console.print(f"settlement: [bold]{report.folder}[/]", highlight=False)
+
+
+@app.command()
+def verify(
+    results: Annotated[Path, typer.Argument(help="Results folder of a settled run.")],
+) -> None:
+    """Verify a settled run against its manifest; exits 1 naming the first tampered item.
+
+    Checks every signature, Merkle inclusion and the ledger hash chain against the key
+    fingerprint and ledger head published in manifest.json, and the unsigned settlement files
+    against their digests there.
+    """
+    from qubit_sim.stack.settle.run import verify_results
+
+    console = _console()
+    if not results.is_dir():
+        _fail_scenario(ValueError(f"results folder {results} does not exist"))
+    report = verify_results(results)
+    if report.ok:
+        console.print(
+            f"[bold green]verified:[/] {report.ledger_entries} ledger entries, "
+            f"{report.certificates} certificates, {report.invoices} invoices; key "
+            f"{report.public_key_fingerprint}, ledger head {report.ledger_head}",
+            highlight=False,
+        )
+        return
+    first = report.first
+    assert first is not None
+    where = f" ({first.file}" + (f" line {first.line})" if first.line else ")")
+    console.print(f"[bold red]TAMPERED:[/] {first}{where}", highlight=False, soft_wrap=True)
+    more = len(report.findings) - 1
+    if more:
+        console.print(f"{more} further finding(s):", highlight=False)
+        for finding in report.findings[1:6]:
+            console.print(f"  {finding}", highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def export(
+    results: Annotated[Path, typer.Argument(help="Results folder written by 'qubit-sim run'.")],
+    format_: Annotated[
+        str, typer.Option("--format", help="Export format; 'qubit' (Qubit v0.1 JSON).")
+    ] = "qubit",
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder [default: <results>/qubit].")
+    ] = None,
+    interval: Annotated[
+        str | None, typer.Option(help="Time-series interval, e.g. 15m or 1h [default: the step].")
+    ] = None,
+    organization_id: Annotated[
+        str | None, typer.Option(help="Organization id (org_...) [default: org_<site>].")
+    ] = None,
+) -> None:
+    """Export a run as Qubit v0.1 JSON: organization, site, assets, meters, time series.
+
+    Every document conforms to the official Qubit v0.1 JSON Schemas; timestamps are UTC.
+    """
+    if format_ != "qubit":
+        _fail_scenario(ValueError(f"unknown export format {format_!r}; supported: qubit"))
+    from qubit_sim.stack.data import ExportError, export_qubit
+
+    target = out if out is not None else results / "qubit"
+    try:
+        files = export_qubit(
+            results, target, organization_id=organization_id, interval=interval
+        )
+    except ExportError as exc:
+        _fail_scenario(exc)
+    _console().print(f"wrote {len(files)} Qubit documents to [bold]{target}[/]", highlight=False)
+
+
+@app.command()
+def backtest(
+    source: Annotated[
+        Path, typer.Argument(help="A scenario YAML (run first, quietly) or a results folder.")
+    ],
+    until: Annotated[
+        str | None, typer.Option(help="Simulate only this long when given a scenario.")
+    ] = None,
+    every: Annotated[str, typer.Option(help="Issue a forecast this often.")] = "1h",
+    horizon: Annotated[str, typer.Option(help="Forecast horizon (15-min slots).")] = "24h",
+    warmup: Annotated[str, typer.Option(help="History before the first forecast.")] = "2d",
+) -> None:
+    """Backtest the L2 forecasters (PV, load) on a scenario: MAE, RMSE, interval coverage."""
+    import tempfile
+
+    import pandas as pd
+    from rich.table import Table
+
+    from qubit_sim.core.clock import parse_duration
+    from qubit_sim.errors import QubitSimError, ScenarioError
+    from qubit_sim.scenario.loader import load_scenario
+    from qubit_sim.scenario.runner import run_loaded
+    from qubit_sim.stack.predict import backtest_scenario_frame
+
+    try:
+        every_s, horizon_s, warmup_s = (parse_duration(v) for v in (every, horizon, warmup))
+        until_s = parse_duration(until) if until is not None else None
+    except ValueError as exc:
+        _fail_scenario(exc)
+    try:
+        if source.is_dir():
+            folder = source
+            loaded = load_scenario(folder / "scenario.yaml")
+        else:
+            loaded = load_scenario(source)
+            folder = Path(tempfile.mkdtemp(prefix="qubit-backtest-"))
+            run_loaded(loaded, out=folder, until_s=until_s, plots=False, settle=False)
+    except ScenarioError as exc:
+        _fail_scenario(exc)
+    df = pd.read_parquet(folder / "timeseries.parquet")
+    site = loaded.spec.site
+    plants = loaded.spec.assets.pv
+    main = plants[0] if plants else None
+    try:
+        reports = backtest_scenario_frame(
+            df,
+            site.location.lat,
+            site.location.lon,
+            sum(p.kwp * p.count for p in plants) or 1.0,
+            tz=site.location.tz,
+            pv_tilt_deg=main.tilt_deg if main else 30.0,
+            pv_azimuth_deg=main.azimuth_deg if main else 180.0,
+            pv_inverter_kw=sum((p.inverter_kw or p.kwp) * p.count for p in plants) or None,
+            pv_losses_pct=main.losses_pct if main else 14.0,
+            start_after_s=warmup_s,
+            every_s=every_s,
+            horizon_slots=max(1, horizon_s // 900),
+        )
+    except QubitSimError as exc:
+        _fail_scenario(exc)
+    table = Table(title=f"Forecast backtest — {loaded.name}", title_justify="left")
+    for column in ("forecaster", "forecasts", "MAE [kW]", "RMSE [kW]", "cover 80 %", "cover 95 %"):
+        table.add_column(column, justify="left" if column == "forecaster" else "right")
+    for name, report in reports.items():
+        data = report.to_dict()
+        coverage = data["coverage"]
+        table.add_row(
+            name,
+            str(data["n_forecasts"]),
+            f"{data['mae']:.3f}",
+            f"{data['rmse']:.3f}",
+            f"{coverage.get('0.8', float('nan')):.3f}",
+            f"{coverage.get('0.95', float('nan')):.3f}",
+        )
+    _console().print(table)
 
 
 def _project_scenarios() -> Path:

@@ -91,3 +91,25 @@ def test_list_shows_scenarios_templates_and_controllers() -> None:
     for name in ("depot_overnight", "ac_22kw", "dc_150kw", "battery_200kwh", "rule_based"):
         assert name in result.stdout
     assert cli("list", "things").returncode == 2
+
+
+def test_export_writes_schema_documents(tmp_path: Path) -> None:
+    out = tmp_path / "res"
+    assert cli("run", "scenarios/workplace_pv_battery.yaml", "--until", "2h", "--out", str(out),
+               "-q", "--no-plots").returncode == 0
+    result = cli("export", str(out), "--format", "qubit", "--interval", "15m")
+    assert result.returncode == 0, result.stderr
+    documents = sorted((out / "qubit").rglob("*.json"))
+    assert any(p.parent.name == "sites" for p in documents)
+    assert any(p.parent.name == "timeseries" for p in documents)
+    bad = cli("export", str(out), "--format", "csv")
+    assert bad.returncode == 2 and "unknown export format 'csv'" in bad.stderr
+
+
+def test_backtest_reports_each_forecaster() -> None:
+    result = cli("backtest", "scenarios/workplace_pv_battery.yaml", "--until", "3d",
+                 "--every", "6h", "--warmup", "2d")
+    assert result.returncode == 0, result.stderr
+    for name in ("pv_clearsky", "load_seasonal_naive", "load_regression"):
+        assert name in result.stdout
+    assert "MAE" in result.stdout and "cover 80 %" in result.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -13,12 +14,24 @@ import yaml
 
 from qubit_sim.control.base import Controller
 from qubit_sim.core.results import RunResult, git_revision, package_versions, write_json
-from qubit_sim.errors import QubitSimError, SimulationError
+from qubit_sim.errors import ConfigIssue, QubitSimError, ScenarioError, SimulationError
 from qubit_sim.scenario.build import SiteModel, build_site
 from qubit_sim.scenario.loader import LoadedScenario, load_scenario
 from qubit_sim.scenario.simulation import Simulation
 
 __all__ = ["default_out_dir", "run", "run_loaded"]
+
+#: Run modes: in-process device links, or OCPP and Modbus TCP over loopback sockets.
+_MODES = ("fast", "wire")
+
+
+def _simulation_class(mode: str) -> type[Simulation]:
+    if mode == "wire":
+        # Protocol libraries and sockets only for runs that use them.
+        from qubit_sim.scenario.wire import WireSimulation
+
+        return WireSimulation
+    return Simulation
 
 
 def default_out_dir(name: str, seed: int) -> Path:
@@ -36,6 +49,9 @@ def run(
     controller_params: dict[str, Any] | None = None,
     plots: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    settle: bool = True,
+    key_dir: str | Path | None = None,
+    mode: str | None = None,
 ) -> RunResult:
     """Run a scenario and write its results folder.
 
@@ -49,6 +65,12 @@ def run(
         controller_params: Parameters for a controller given by name.
         plots: Write ``plots/*.png``.
         progress: Called with (steps done, total steps).
+        settle: Settle the run at the end (``settlement/``: bills, signed invoices and
+            certificates, ledger, carbon, reconciliation), also a run that stopped early.
+        key_dir: Folder of site signing keys (default ``$QUBIT_SIM_KEY_DIR`` or
+            ``~/.config/qubit-sim/keys``).
+        mode: ``"fast"`` (in-process device links) or ``"wire"`` (OCPP and Modbus TCP on
+            loopback, lock-step); overrides the scenario's ``mode``. Both give the same results.
 
     Returns:
         The :class:`RunResult`. A run that fails half-way writes what it simulated, marks the
@@ -64,6 +86,9 @@ def run(
         controller_params=controller_params,
         plots=plots,
         progress=progress,
+        settle=settle,
+        key_dir=key_dir,
+        mode=mode,
     )
 
 
@@ -77,7 +102,16 @@ def run_loaded(
     controller_params: dict[str, Any] | None = None,
     plots: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    settle: bool = True,
+    key_dir: str | Path | None = None,
+    mode: str | None = None,
 ) -> RunResult:
+    """Run an already loaded scenario; arguments as for :func:`run`."""
+    run_mode = loaded.spec.mode if mode is None else mode
+    if run_mode not in _MODES:
+        raise ScenarioError(
+            [ConfigIssue("mode", f"unknown mode {run_mode!r}; use one of {', '.join(_MODES)}")]
+        )
     wall_start = time.perf_counter()
     started_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     instance: Controller | None = None
@@ -102,7 +136,7 @@ def run_loaded(
         "scenario": loaded.name,
         "scenario_file": str(loaded.path) if loaded.path else None,
         "seed": run_seed,
-        "mode": loaded.spec.mode,
+        "mode": run_mode,
         "controller": controller_name,
         "start": site.clock.iso(0),
         "step_s": site.clock.step_s,
@@ -116,7 +150,7 @@ def run_loaded(
     write_json(folder / "manifest.json", manifest)
 
     total = site.clock.n_steps
-    sim = Simulation(
+    sim = _simulation_class(run_mode)(
         site,
         timeseries_path=folder / "timeseries.parquet",
         events_path=folder / "events.jsonl",
@@ -166,6 +200,8 @@ def run_loaded(
         manifest["stopped_at"] = site.clock.iso(error.sim_time_s or 0)
         manifest["error"] = str(error)
     write_json(folder / "manifest.json", manifest)
+    if settle:
+        manifest["settlement"] = _settle(folder, manifest, key_dir, failed=error is not None)
     result = RunResult(folder, kpis, manifest, plot_files)
     if error is not None:
         raise SimulationError(
@@ -175,8 +211,26 @@ def run_loaded(
     return result
 
 
+def _settle(
+    folder: Path, manifest: dict[str, Any], key_dir: str | Path | None, *, failed: bool
+) -> dict[str, Any]:
+    """Settle the results folder; the manifest section it wrote (or the error of a failed run)."""
+    from qubit_sim.stack.settle.run import settle_results
+
+    try:
+        return settle_results(folder, key_dir=key_dir).to_manifest()
+    except QubitSimError as exc:
+        if not failed:
+            raise
+        # The simulation error is the one to report; settlement of its remains is secondary.
+        section = {"error": str(exc)}
+        write_json(folder / "manifest.json", {**manifest, "settlement": section})
+        return section
+
+
 def _prepare(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(folder / "settlement", ignore_errors=True)
     for name in ("timeseries.parquet", "kpis.json", "events.jsonl", "sessions.parquet"):
         (folder / name).unlink(missing_ok=True)
     plots = folder / "plots"

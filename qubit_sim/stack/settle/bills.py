@@ -1,0 +1,243 @@
+"""The site's bill per billing period, as a table of line items.
+
+The bill is computed from the site meter: the import and export columns of the run
+(``grid_import_kw``, ``grid_export_kw``, [kW] >= 0), priced with the scenario's tariff
+(:mod:`qubit_sim.core.tariff`: time-of-use windows in site-local time with an inclusive end
+minute, weekday and month filters, a step priced at its start instant). Per billing period
+(local calendar month, ISO week or day) the lines are:
+
+============== ================================= ====== ==================================
+``line``       quantity                          unit   amount [currency]
+============== ================================= ====== ==================================
+``energy``     import under one rate and price   kWh    quantity x unit_price
+``demand``     peak of the window-averaged import kW     quantity x demand charge per kW
+``export``     exported energy                   kWh    -(quantity x export price), a credit
+``total``      (none)                                   sum of the period's lines
+============== ================================= ====== ==================================
+
+A period the run covers only in part carries the full demand charge on its peak so far;
+``data_start``/``data_end`` (UTC) say which part the data covers. Amounts are not rounded here:
+rounding is the presentation's business, so that sums of lines stay exact.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from qubit_sim.core.tariff import (
+    BILLING_PERIODS,
+    DEFAULT_RATE_NAME,
+    EnergyRate,
+    Tariff,
+    billing_periods,
+    demand_peaks_kw,
+    energy_price_series,
+    rate_names,
+)
+from qubit_sim.stack.settle.errors import SettlementError
+
+__all__ = [
+    "BILL_COLUMNS",
+    "bill_lines",
+    "bill_totals",
+    "period_label",
+    "period_labels",
+    "tariff_from_spec",
+]
+
+BILL_COLUMNS = (
+    "period",
+    "period_start",
+    "data_start",
+    "data_end",
+    "line",
+    "rate",
+    "quantity",
+    "unit",
+    "unit_price",
+    "amount",
+    "currency",
+    "note",
+)
+_ISO_UTC = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def _check_period(period: str) -> None:
+    if period not in BILLING_PERIODS:
+        raise SettlementError(
+            f"settlement period {period!r} is not one of {', '.join(BILLING_PERIODS)}"
+        )
+
+
+def _label_text(label: int, period: str) -> str:
+    if period == "month":
+        return f"{label // 100:04d}-{label % 100:02d}"
+    if period == "week":
+        return f"{label // 100:04d}-W{label % 100:02d}"
+    return f"{label // 10000:04d}-{label // 100 % 100:02d}-{label % 100:02d}"
+
+
+def period_labels(times_utc: pd.DatetimeIndex, tz: str, period: str) -> np.ndarray:
+    """Billing-period label of each instant in the site's local calendar.
+
+    Labels sort in time order: ``YYYY-MM`` (month), ``YYYY-Www`` (ISO week), ``YYYY-MM-DD`` (day).
+    """
+    _check_period(period)
+    numbers = billing_periods(times_utc, tz, period)
+    texts = {int(n): _label_text(int(n), period) for n in np.unique(numbers)}
+    return np.asarray([texts[int(n)] for n in numbers], dtype=object)
+
+
+def period_label(moment: datetime, tz: str, period: str) -> str:
+    """Billing-period label (see :func:`period_labels`) of one timezone-aware instant."""
+    return str(period_labels(pd.DatetimeIndex([moment]), tz, period)[0])
+
+
+def tariff_from_spec(spec: Any, period: str | None = None) -> Tariff:
+    """The :class:`~qubit_sim.core.tariff.Tariff` of a scenario's ``tariff`` section.
+
+    Args:
+        spec: A :class:`~qubit_sim.scenario.schema.TariffSpec`.
+        period: Billing period overriding the scenario's ``billing_period``.
+    """
+    rates = tuple(
+        EnergyRate(
+            name=rate.name,
+            price_per_kwh=rate.rate,
+            start=rate.start_time,
+            end=rate.end_time,
+            weekdays=tuple(rate.weekdays) if rate.weekdays is not None else None,
+            months=tuple(rate.months) if rate.months is not None else None,
+        )
+        for rate in spec.energy_rates
+    )
+    chosen = period or spec.billing_period
+    _check_period(chosen)
+    return Tariff(
+        currency=spec.currency,
+        energy_rates=rates,
+        default_price_per_kwh=spec.default_rate,
+        export_price_per_kwh=spec.export_price_per_kwh,
+        demand_charge_per_kw=spec.demand_charge_per_kw,
+        billing_period=chosen,
+    )
+
+
+def _rate_order(tariff: Tariff) -> dict[tuple[str, float], int]:
+    order: dict[tuple[str, float], int] = {}
+    for rate in tariff.energy_rates:
+        order.setdefault((rate.name, rate.price_per_kwh), len(order))
+    if tariff.default_price_per_kwh is not None:
+        order.setdefault((DEFAULT_RATE_NAME, tariff.default_price_per_kwh), len(order))
+    return order
+
+
+def bill_lines(
+    times_utc: pd.DatetimeIndex,
+    step_s: int,
+    import_kw: np.ndarray,
+    export_kw: np.ndarray,
+    tariff: Tariff,
+    tz: str,
+) -> pd.DataFrame:
+    """Line items of the site bill, per billing period of ``tariff`` (table in the module doc).
+
+    Args:
+        times_utc: UTC start of every step.
+        step_s: Step length [s].
+        import_kw: Site meter import per step [kW] >= 0.
+        export_kw: Site meter export per step [kW] >= 0.
+        tariff: The tariff; its ``billing_period`` sets the periods.
+        tz: Site IANA time zone.
+
+    Returns:
+        A frame with the columns :data:`BILL_COLUMNS`, periods in time order; empty without steps.
+
+    Raises:
+        TariffError: for a step that does not divide the demand window, or an instant no rate
+            covers while the tariff has no default price.
+    """
+    if not len(times_utc):
+        return pd.DataFrame({name: [] for name in BILL_COLUMNS})
+    period = tariff.billing_period
+    hours = step_s / 3600.0
+    imports = np.asarray(import_kw, dtype=float)
+    exports = np.asarray(export_kw, dtype=float)
+    numbers = billing_periods(times_utc, tz, period)
+    names = rate_names(tariff, times_utc, tz)
+    prices = energy_price_series(tariff, times_utc, tz)
+    peaks = demand_peaks_kw(imports, step_s, times_utc, tz, period, tariff.demand_window_s)
+    order = _rate_order(tariff)
+    window_min = tariff.demand_window_s / 60
+    rows: list[dict[str, Any]] = []
+    for number in np.unique(numbers):
+        mask = numbers == number
+        steps = times_utc[mask]
+        common = {
+            "period": _label_text(int(number), period),
+            "period_start": peaks.loc[number, "period_start"].isoformat(),
+            "data_start": steps[0].strftime(_ISO_UTC),
+            "data_end": (steps[-1] + pd.Timedelta(seconds=step_s)).strftime(_ISO_UTC),
+            "currency": tariff.currency,
+        }
+        lines = []
+        energy = pd.DataFrame(
+            {"rate": names[mask], "price": prices[mask], "kwh": imports[mask] * hours}
+        )
+        grouped = energy.groupby(["rate", "price"], sort=False)["kwh"].sum()
+        for (rate, price), kwh in sorted(
+            grouped.items(), key=lambda item: order.get(item[0], len(order))
+        ):
+            lines.append(("energy", rate, kwh, "kWh", price, kwh * price, ""))
+        peak_kw = float(peaks.loc[number, "peak_kw"])
+        peak_at = peaks.loc[number, "peak_at"].isoformat()
+        note = f"highest {window_min:g}-min average import, window from {peak_at}"
+        charge = tariff.demand_charge_per_kw
+        lines.append(("demand", "", peak_kw, "kW", charge, peak_kw * charge, note))
+        export_kwh = float(exports[mask].sum() * hours)
+        credit = tariff.export_price_per_kwh
+        # + 0.0 turns a zero credit's -0.0 into 0.0 on the bill
+        lines.append(("export", "", export_kwh, "kWh", credit, -export_kwh * credit + 0.0, ""))
+        total = float(sum(line[5] for line in lines))
+        lines.append(("total", "", np.nan, "", np.nan, total, ""))
+        for line, rate, quantity, unit, unit_price, amount, note in lines:
+            rows.append(
+                {
+                    **common,
+                    "line": line,
+                    "rate": str(rate),
+                    "quantity": float(quantity),
+                    "unit": unit,
+                    "unit_price": float(unit_price),
+                    "amount": float(amount),
+                    "note": note,
+                }
+            )
+    return pd.DataFrame(rows, columns=list(BILL_COLUMNS))
+
+
+def bill_totals(lines: pd.DataFrame) -> pd.DataFrame:
+    """One row per period of a :func:`bill_lines` table: import and export [kWh], peak [kW] and
+    the energy, demand, export-credit and total amounts [currency] (credit as a positive number).
+    """
+    columns = ["import_kwh", "export_kwh", "peak_kw", "energy", "demand", "export_credit", "total"]
+    if lines.empty:
+        return pd.DataFrame(columns=columns, index=pd.Index([], name="period"))
+    rows = {}
+    for period, group in lines.groupby("period", sort=True):
+        quantity = group.groupby("line")["quantity"].sum()
+        amount = group.groupby("line")["amount"].sum()
+        rows[period] = {
+            "import_kwh": float(quantity.get("energy", 0.0)),
+            "export_kwh": float(quantity.get("export", 0.0)),
+            "peak_kw": float(quantity.get("demand", 0.0)),
+            "energy": float(amount.get("energy", 0.0)),
+            "demand": float(amount.get("demand", 0.0)),
+            "export_credit": float(-amount.get("export", 0.0)),
+            "total": float(amount.get("total", 0.0)),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index", columns=columns).rename_axis("period")

@@ -1,0 +1,226 @@
+"""What settlement reads from a run's results folder, and where site keys live.
+
+A results folder (see :mod:`qubit_sim.core.results`) gives settlement the scenario as run
+(``scenario.yaml``: site, time zone, tariff), the per-step time series (``timeseries.parquet``) and
+the charging sessions with their meter registers (``sessions.parquet``). A run that stopped early
+is settled as far as it got: the time series then simply has fewer rows.
+
+Per-device columns are found by name (load convention, [kW]): ``load_<id>_p_kw``,
+``charger_<id>_p_kw``, ``battery_<id>_p_kw`` and ``pv_<id>_p_kw``. Only the columns settlement
+uses are read; a feeder run records many more (bus voltages, loadings).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from qubit_sim.stack.settle.errors import SettlementError
+
+__all__ = [
+    "BACKGROUND_COLUMN",
+    "DEVICE_KINDS",
+    "KEY_DIR_ENV",
+    "RunInputs",
+    "default_key_dir",
+    "read_run_inputs",
+    "site_id_of",
+]
+
+KEY_DIR_ENV = "QUBIT_SIM_KEY_DIR"
+DEVICE_KINDS = ("load", "charger", "battery", "pv")
+_REQUIRED_COLUMNS = ("time", "grid_import_kw", "grid_export_kw", "carbon_g_per_kwh")
+BACKGROUND_COLUMN = "grid_background_kw"
+# Read when present: the feeder balance of reconciliation needs them.
+_OPTIONAL_COLUMNS = ("grid_ext_p_kw", "grid_losses_kw", BACKGROUND_COLUMN)
+_SESSION_COLUMNS = (
+    "session_id",
+    "vehicle_id",
+    "charger_id",
+    "plugged_s",
+    "unplugged_s",
+    "rejected",
+    "meter_start_wh",
+    "meter_stop_wh",
+)
+
+
+def default_key_dir() -> Path:
+    """Folder of site signing keys: ``$QUBIT_SIM_KEY_DIR``, else ``<config home>/qubit-sim/keys``.
+
+    The config home is ``$XDG_CONFIG_HOME`` or ``~/.config``. Keys stay outside results folders,
+    which are meant to be shared.
+    """
+    configured = os.environ.get(KEY_DIR_ENV)
+    if configured:
+        return Path(configured).expanduser()
+    config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config_home) / "qubit-sim" / "keys"
+
+
+def site_id_of(site_name: str) -> str:
+    """The Qubit site id (``sit_<name>``) a scenario's site settles and signs as."""
+    return f"sit_{site_name}"
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """One run's results, as settlement needs them.
+
+    Attributes:
+        folder: The results folder.
+        manifest: ``manifest.json`` as a dict.
+        spec: The validated scenario (:class:`~qubit_sim.scenario.schema.Scenario`).
+        site_id: Site id the settlement is signed for.
+        tz: Site IANA time zone (billing calendar, tariff windows).
+        start: UTC instant of simulation time 0.
+        step_s: Step length [s].
+        times: UTC start of every recorded step.
+        frame: The time series (one row per recorded step).
+        sessions: The charging sessions (empty frame when the site has none).
+    """
+
+    folder: Path
+    manifest: dict[str, Any]
+    spec: Any
+    site_id: str
+    tz: str
+    start: datetime
+    step_s: int
+    times: pd.DatetimeIndex
+    frame: pd.DataFrame
+    sessions: pd.DataFrame
+
+    @property
+    def n_steps(self) -> int:
+        """Number of recorded steps."""
+        return len(self.frame)
+
+    @property
+    def hours_per_step(self) -> float:
+        """Step length [h]."""
+        return self.step_s / 3600.0
+
+    def column(self, name: str) -> np.ndarray:
+        """A time-series column as float [unit of the column]; zeros if the run lacks it."""
+        if name not in self.frame:
+            return np.zeros(self.n_steps)
+        return self.frame[name].to_numpy(dtype=float)
+
+    def devices(self, kind: str) -> dict[str, np.ndarray]:
+        """Per-device power [kW, load convention] of one kind, by device id, sorted by id."""
+        if kind not in DEVICE_KINDS:
+            raise SettlementError(f"device kind {kind!r} is not one of {DEVICE_KINDS}")
+        pattern = re.compile(rf"^{kind}_(.+)_p_kw$")
+        found = {}
+        for name in self.frame.columns:
+            match = pattern.match(str(name))
+            if match:
+                found[match.group(1)] = self.frame[name].to_numpy(dtype=float)
+        return dict(sorted(found.items()))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SettlementError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise SettlementError(f"{path} is not a JSON object")
+    return data
+
+
+def _load_spec(folder: Path, manifest: dict[str, Any]) -> Any:
+    # The scenario layer sits above the stack; it is imported here only to read the scenario file.
+    from qubit_sim.errors import ScenarioError
+    from qubit_sim.scenario.loader import load_scenario_text
+
+    path = folder / "scenario.yaml"
+    if not path.is_file():
+        raise SettlementError(f"{folder} has no scenario.yaml; is it a qubit-sim results folder?")
+    # CSV paths in the scenario are relative to the original scenario file, when it still exists.
+    original = manifest.get("scenario_file")
+    base_dir = folder
+    if isinstance(original, str) and Path(original).parent.is_dir():
+        base_dir = Path(original).parent
+    try:
+        loaded = load_scenario_text(
+            path.read_text(encoding="utf-8"), source=str(path), base_dir=base_dir
+        )
+    except ScenarioError as exc:
+        raise SettlementError(f"cannot read the scenario of {folder}: {exc}") from exc
+    return loaded.spec
+
+
+def _read_sessions(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        return pd.DataFrame({name: [] for name in _SESSION_COLUMNS})
+    sessions = pd.read_parquet(path)
+    if sessions.empty:
+        return pd.DataFrame({name: [] for name in _SESSION_COLUMNS})
+    missing = [name for name in _SESSION_COLUMNS if name not in sessions]
+    if missing:
+        raise SettlementError(
+            f"{path} lacks columns {missing}; re-run the scenario with this qubit-sim version"
+        )
+    return sessions
+
+
+def _settled_columns(path: Path) -> list[str]:
+    """The columns settlement reads: a feeder run records many more (bus voltages, ...)."""
+    import pyarrow.parquet as pq
+
+    names = pq.read_schema(path).names
+    wanted = set(_REQUIRED_COLUMNS) | set(_OPTIONAL_COLUMNS)
+    device = re.compile(rf"^({'|'.join(DEVICE_KINDS)})_.+_p_kw$")
+    return [name for name in names if name in wanted or device.match(name)]
+
+
+def read_run_inputs(results_dir: str | os.PathLike[str]) -> RunInputs:
+    """Read a results folder for settlement.
+
+    Raises:
+        SettlementError: if the folder, its manifest, scenario or time series is missing or
+            unreadable, or the time series lacks a column settlement needs.
+    """
+    folder = Path(results_dir)
+    if not folder.is_dir():
+        raise SettlementError(f"results folder {folder} does not exist")
+    manifest = _read_json(folder / "manifest.json")
+    spec = _load_spec(folder, manifest)
+    series_path = folder / "timeseries.parquet"
+    if not series_path.is_file():
+        raise SettlementError(
+            f"{folder} has no timeseries.parquet: the run recorded no step, nothing to settle"
+        )
+    frame = pd.read_parquet(series_path, columns=_settled_columns(series_path))
+    missing = [name for name in _REQUIRED_COLUMNS if name not in frame]
+    if missing:
+        raise SettlementError(f"{series_path} lacks columns {missing}; cannot settle this run")
+    times = pd.DatetimeIndex(frame["time"])
+    times = times.tz_localize("UTC") if times.tz is None else times.tz_convert("UTC")
+    step_s = int(manifest.get("step_s") or spec.site.step)
+    if len(times) > 1 and not (np.diff(times.as_unit("s").asi8) == step_s).all():
+        raise SettlementError(
+            f"{series_path} is not a regular series of {step_s} s steps; cannot settle it"
+        )
+    return RunInputs(
+        folder=folder,
+        manifest=manifest,
+        spec=spec,
+        site_id=site_id_of(spec.site.name),
+        tz=spec.site.location.tz,
+        start=spec.site.start,
+        step_s=step_s,
+        times=times,
+        frame=frame,
+        sessions=_read_sessions(folder / "sessions.parquet"),
+    )

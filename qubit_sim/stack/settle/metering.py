@@ -1,0 +1,203 @@
+"""What the site's meters counted: PV energy registers per inverter per hour, charger registers
+per charging session, and the twins' own energy over the same intervals for reconciliation.
+
+* A PV inverter's energy register counts produced energy in whole Wh, as a SunSpec inverter's
+  ``WH`` register does (model 101-103: rounded to the nearest Wh). The energy of an hour is the
+  register at the end of the hour minus the register at its start, so the hours of a day add up
+  to the day's register difference exactly.
+* A charger's register is read at plug-in and unplug in whole Wh (``sessions.parquet``:
+  ``meter_start_wh``, ``meter_stop_wh``); the session's billed energy is their difference.
+
+A step belongs to the UTC hour of its start; a session spans the steps from its plug-in up to
+(excluding) its unplug, or to the end of the run while the EV is still plugged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from qubit_sim.stack.settle.errors import SettlementError
+from qubit_sim.stack.settle.inputs import RunInputs
+from qubit_sim.stack.settle.invoices import ChargingSession
+
+__all__ = [
+    "PV_HOURLY_COLUMNS",
+    "SESSION_COLUMNS",
+    "charging_sessions",
+    "metered_sessions",
+    "pv_hourly_metered",
+]
+
+PV_HOURLY_COLUMNS = (
+    "period_start",
+    "asset_id",
+    "e_produced_kwh",
+    "e_exported_kwh",
+    "carbon_intensity_g_per_kwh",
+    "wh_register",
+    "wh_twin",
+)
+SESSION_COLUMNS = (
+    "session_id",
+    "charger_id",
+    "vehicle_id",
+    "start_s",
+    "stop_s",
+    "is_open",
+    "meter_start_wh",
+    "meter_stop_wh",
+    "wh_metered",
+    "wh_twin",
+    "co2_kg",
+)
+
+
+def _hour_groups(times: pd.DatetimeIndex) -> tuple[np.ndarray, pd.DatetimeIndex]:
+    """Index of the first step of each UTC hour, and those hours."""
+    hours = times.floor("h")
+    first = np.flatnonzero(np.r_[True, hours[1:] != hours[:-1]])
+    return first, hours[first]
+
+
+def pv_hourly_metered(
+    times: pd.DatetimeIndex,
+    step_s: int,
+    pv_p_kw: dict[str, np.ndarray],
+    export_kw: np.ndarray,
+    carbon_g_per_kwh: np.ndarray,
+) -> pd.DataFrame:
+    """Hourly PV energy per inverter as its energy register counts it, ready for certificates.
+
+    Of the site's export, at most the total PV production counts as PV export (the rest came from
+    a discharging battery), shared between inverters pro rata to their production per step.
+
+    Args:
+        times: UTC start of every step (increasing).
+        step_s: Step length [s].
+        pv_p_kw: Per inverter id, its power per step [kW], load convention (negative produces).
+        export_kw: Site export per step [kW] >= 0 (the site meter's export).
+        carbon_g_per_kwh: Grid carbon intensity per step [gCO2/kWh].
+
+    Returns:
+        One row per (hour, inverter) with the columns :data:`PV_HOURLY_COLUMNS`:
+        ``e_produced_kwh`` is the register difference (whole Wh) / 1000, ``e_exported_kwh`` never
+        exceeds it, ``wh_register`` [Wh] is the register difference and ``wh_twin`` [Wh] the
+        twin's exact produced energy in the hour.
+    """
+    ids = sorted(pv_p_kw)
+    if not ids or not len(times):
+        return pd.DataFrame({name: [] for name in PV_HOURLY_COLUMNS})
+    wh_per_kw_step = step_s / 3600.0 * 1000.0
+    produced_kw = np.clip(-np.array([pv_p_kw[i] for i in ids], dtype=float), 0.0, None)
+    total_kw = produced_kw.sum(axis=0)
+    pv_export_kw = np.minimum(np.clip(np.asarray(export_kw, dtype=float), 0.0, None), total_kw)
+    share = np.divide(produced_kw, total_kw, out=np.zeros_like(produced_kw), where=total_kw > 0)
+    produced_wh = produced_kw * wh_per_kw_step
+    exported_wh = share * pv_export_kw * wh_per_kw_step
+    register = np.rint(np.concatenate([np.zeros((len(ids), 1)), produced_wh.cumsum(axis=1)], 1))
+    first, hours = _hour_groups(times)
+    bounds = np.r_[first, len(times)]
+    wh_register = (register[:, bounds[1:]] - register[:, bounds[:-1]]).astype(np.int64)
+    wh_twin = np.add.reduceat(produced_wh, first, axis=1)
+    wh_exported = np.minimum(np.add.reduceat(exported_wh, first, axis=1), wh_register)
+    carbon = np.add.reduceat(np.asarray(carbon_g_per_kwh, dtype=float), first) / np.diff(bounds)
+    n_hours = len(first)
+    table = pd.DataFrame(
+        {
+            "period_start": hours[np.tile(np.arange(n_hours), len(ids))],
+            "asset_id": np.repeat(ids, n_hours),
+            "e_produced_kwh": wh_register.ravel() / 1000.0,
+            "e_exported_kwh": np.clip(wh_exported.ravel(), 0.0, None) / 1000.0,
+            "carbon_intensity_g_per_kwh": np.tile(carbon, len(ids)),
+            "wh_register": wh_register.ravel(),
+            "wh_twin": wh_twin.ravel(),
+        }
+    )
+    return table.sort_values(["period_start", "asset_id"], ignore_index=True)
+
+
+def metered_sessions(inputs: RunInputs) -> pd.DataFrame:
+    """Every session that plugged in, with its meter registers and the twin's energy.
+
+    Returns:
+        One row per session with the columns :data:`SESSION_COLUMNS`: ``session_id`` as text,
+        ``stop_s`` = -1 and ``is_open`` while still plugged at the end of the run,
+        ``wh_metered`` [Wh] from the registers, ``wh_twin`` [Wh] the integral of the charger's
+        ``charger_<id>_p_kw`` over the session's steps, ``co2_kg`` [kg CO2] that energy times the
+        grid carbon intensity step by step.
+
+    Raises:
+        SettlementError: if a session names a charger the time series has no column for.
+    """
+    sessions = inputs.sessions
+    plugged = sessions[
+        (sessions["charger_id"].astype(str) != "")
+        & ~sessions["rejected"].astype(bool)
+        & (sessions["plugged_s"] >= 0)
+        & (sessions["meter_start_wh"] >= 0)
+    ]
+    if plugged.empty:
+        return pd.DataFrame({name: [] for name in SESSION_COLUMNS})
+    chargers = inputs.devices("charger")
+    unknown = sorted(set(plugged["charger_id"].astype(str)) - set(chargers))
+    if unknown:
+        raise SettlementError(
+            f"sessions use charger(s) {unknown[:3]} but the time series has no "
+            f"charger_<id>_p_kw column for them"
+        )
+    n = inputs.n_steps
+    wh_per_kw_step = inputs.step_s / 3600.0 * 1000.0
+    carbon = inputs.column("carbon_g_per_kwh")
+    charger_ids = plugged["charger_id"].astype(str).to_numpy()
+    start_s = plugged["plugged_s"].to_numpy(np.int64)
+    stop_s = plugged["unplugged_s"].to_numpy(np.int64)
+    first = np.minimum(start_s // inputs.step_s, n)
+    last = np.where(stop_s >= 0, np.minimum(stop_s // inputs.step_s, n), n)
+    wh_twin = np.zeros(len(plugged))
+    grams = np.zeros(len(plugged))
+    for charger in np.unique(charger_ids):
+        rows = charger_ids == charger
+        energy_wh = chargers[charger] * wh_per_kw_step
+        cum_wh = np.r_[0.0, energy_wh.cumsum()]
+        cum_g = np.r_[0.0, (energy_wh * carbon).cumsum() / 1000.0]
+        wh_twin[rows] = cum_wh[last[rows]] - cum_wh[first[rows]]
+        grams[rows] = cum_g[last[rows]] - cum_g[first[rows]]
+    meter_start = plugged["meter_start_wh"].to_numpy(np.int64)
+    meter_stop = plugged["meter_stop_wh"].to_numpy(np.int64)
+    vehicles = plugged["vehicle_id"].to_numpy(object)
+    return pd.DataFrame(
+        {
+            "session_id": plugged["session_id"].astype(str).to_numpy(),
+            "charger_id": charger_ids,
+            "vehicle_id": [None if pd.isna(v) or v == "" else str(v) for v in vehicles],
+            "start_s": start_s,
+            "stop_s": stop_s,
+            "is_open": stop_s < 0,
+            "meter_start_wh": meter_start,
+            "meter_stop_wh": meter_stop,
+            "wh_metered": meter_stop - meter_start,
+            "wh_twin": wh_twin,
+            "co2_kg": grams / 1000.0,
+        }
+    )
+
+
+def charging_sessions(metered: pd.DataFrame) -> list[ChargingSession]:
+    """The finished sessions of :func:`metered_sessions`, as invoices bill them.
+
+    A session still plugged at the end of the run has no stop reading yet and is not invoiced.
+    """
+    done = metered[~metered["is_open"].astype(bool)]
+    return [
+        ChargingSession(
+            session_id=str(row.session_id),
+            charger_id=str(row.charger_id),
+            vehicle_id=row.vehicle_id,
+            start_s=int(row.start_s),
+            stop_s=int(row.stop_s),
+            meter_start_wh=int(row.meter_start_wh),
+            meter_stop_wh=int(row.meter_stop_wh),
+        )
+        for row in done.itertuples(index=False)
+    ]
