@@ -9,6 +9,7 @@ Layout (DESIGN §8)::
     <out>/events.jsonl         EV plug/unplug/rejection and (with the stack) commands, states
     <out>/sessions.parquet     every EV session: arrival, departure, charger, energy needed/delivered
     <out>/plots/*.png          site power, battery SOC, chargers, feeder voltage
+    <out>/settlement/          bills, signed invoices and certificates, ledger, reconciliation
 """
 
 from __future__ import annotations
