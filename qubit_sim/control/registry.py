@@ -26,6 +26,18 @@ _BUILTIN: dict[str, tuple[str, str]] = {
         "qubit_sim.control.builtin:RuleBased",
         "battery peak shaving by threshold + PV self-consumption",
     ),
+    "qubit_greedy": (
+        "qubit_sim.control.stack:QubitGreedy",
+        "Qubit greedy EV scheduler + two-pass battery peak shaving, re-planned each slot",
+    ),
+    "mpc": (
+        "qubit_sim.control.stack:Mpc",
+        "rolling-horizon site LP (cvxpy/HiGHS), re-solved each slot; oracle or L2 forecasts",
+    ),
+    "offline_optimal": (
+        "qubit_sim.control.stack:OfflineOptimal",
+        "site LP over the whole run with perfect foresight, replayed (the lower bound)",
+    ),
 }
 
 
