@@ -86,7 +86,12 @@ class Engine:
             self._progress(self.steps_done)
 
     def run_until(self, t_s: int) -> None:
-        """Advance to simulation time ``t_s``: every event before ``t_s`` runs, none at ``t_s``.
+        """Advance to simulation time ``t_s``.
+
+        Every event before ``t_s`` runs, and so do the device events already scheduled *at*
+        ``t_s`` (EV arrivals and departures, which come first at an instant); the control cycle and
+        physics step of ``t_s`` do not. So after the call the state is what the controller of
+        ``t_s`` would observe.
 
         Call it repeatedly with increasing times to step a run from outside (an RL environment,
         a real-time pacer); the first call starts the step loop over the whole scenario.
