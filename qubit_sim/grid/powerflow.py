@@ -8,6 +8,24 @@ previous solution. Results are mapped back to every pandapower bus, line and tra
 pandapower's definitions, so :func:`runpp_reference` (a plain ``runpp`` with the same injections)
 gives the same numbers to solver tolerance.
 
+Newton-Raphson works in rectangular coordinates (``V = e + jf``), where each bus power is a
+quadratic function of the unknowns and an update is one subtraction; at PV buses the reactive
+power equation is replaced by ``e^2 + f^2 = vm_set^2``. The Jacobian's inverse (or its sparse LU
+on large feeders) is kept across iterations and steps while it still contracts the mismatch fast;
+every step still iterates until the largest mismatch is below the tolerance, so the answer does
+not depend on how old the Jacobian is.
+
+Two ways to solve a step:
+
+* :meth:`FastPowerFlow.solve` checks its inputs and returns every bus, line and transformer result
+  (:class:`PowerFlowResult`).
+* :meth:`FastPowerFlow.step` is the unchecked path for loops that solve thousands of steps (the
+  site simulation): it takes an injection vector from :meth:`FastPowerFlow.injections` (which
+  checks its inputs, for one step or a block of steps at once) plus the site powers, and returns a
+  :class:`StepSummary` (voltage and loading extremes, losses, slack power), optionally writing the
+  bus voltages into a caller's array. Inputs of the wrong shape or dtype give wrong answers or
+  numpy errors there, not :class:`GridError`.
+
 Sign conventions: site powers use the load convention (``p_kw > 0`` draws from the grid); loads are
 ``net.load.p_mw`` values and static generators ``net.sgen.p_mw`` values, both before pandapower's
 ``scaling`` column, which is applied here as pandapower applies it. ``ext_grid_p_kw > 0`` means the
@@ -27,13 +45,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg import get_lapack_funcs
+from scipy.linalg.blas import dgemv
 from scipy.sparse.linalg import splu
+
+try:  # scipy's compiled kernel behind `csr @ vector`, without ~1.5 us of checks per call
+    from scipy.sparse._sparsetools import csr_matvec as _csr_matvec
+except ImportError:  # pragma: no cover - private module; _Product then falls back to `@`
+    _csr_matvec = None
 
 from qubit_sim.errors import GridError
 from qubit_sim.grid.reference import (
     RUNPP_OPTIONS,
     PowerFlowResult,
+    StepSummary,
     runpp_reference,
     site_bus_array,
 )
@@ -45,15 +69,71 @@ __all__ = [
     "RUNPP_OPTIONS",
     "FastPowerFlow",
     "PowerFlowResult",
+    "StepSummary",
     "runpp_reference",
 ]
 
-# Above this many unknowns a sparse LU beats a dense one (measured: 200 unknowns, 70 us sparse vs
-# 180 us dense; 28 unknowns, dense is ~5x faster than sparse).
-_DENSE_MAX_UNKNOWNS = 80
+# A dense inverse Jacobian turns each linear solve into one matrix-vector product (200 unknowns:
+# 1.6 us in float32 against ~10 us for a sparse LU solve); past a few hundred unknowns the
+# inversion, memory and product grow too fast and the sparse LU wins.
+_DENSE_MAX_UNKNOWNS = 250
+# Complex matrix-vector products with at most this many entries are done dense: faster than
+# scipy's sparse product at this size, and below the size at which OpenBLAS spreads a complex
+# product over threads (which costs 10-100x when the cores are busy).
+_DENSE_COMPLEX_MAX_ENTRIES = 2500
+# A float32 inverse halves the cost of the product on larger feeders (200 unknowns: 1.7 us
+# against 3.3 us) and perturbs each Newton update by about cond(J) * 6e-8 relative: harmless for
+# the contraction up to here; worse-conditioned Jacobians keep a float64 inverse.
+_FLOAT32_MIN_UNKNOWNS = 100
+_FLOAT32_MAX_CONDITION = 1e5
+# How a Newton update applies the kept Jacobian.
+_SOLVE_FLOAT64, _SOLVE_FLOAT32, _SOLVE_LU = 0, 1, 2
+# Columns of the inverse per sparse triangular solve (larger blocks go multi-threaded).
+_INVERSE_BLOCK = 32
 _SQRT3 = math.sqrt(3.0)
 _FACTS_TABLES = ("svc", "tcsc", "ssc", "vsc")
-_GETRF, _GETRS = get_lapack_funcs(("getrf", "getrs"), (np.zeros(1),))
+_LINEAR_SOLVERS = ("auto", "dense", "sparse")
+
+
+class _Product:
+    """``out[:] = matrix @ x`` for a fixed complex matrix, chosen per size, without allocating.
+
+    Small matrices are multiplied dense; larger ones through scipy's compiled CSR kernel when it
+    gives the same product as ``@`` on a test vector (else through ``@``).
+    """
+
+    def __init__(self, matrix: sp.csr_array) -> None:
+        matrix = sp.csr_array(matrix, dtype=np.complex128)
+        matrix.sum_duplicates()
+        self.shape = matrix.shape
+        self.matrix = matrix
+        small = self.shape[0] * self.shape[1] <= _DENSE_COMPLEX_MAX_ENTRIES
+        self.dense = matrix.toarray() if small else None
+        self.kernel = None if small else self._kernel()
+
+    def _kernel(self) -> Any:
+        if _csr_matvec is None:  # pragma: no cover
+            return None
+        rows, cols = self.shape
+        probe = np.array([1.0, 1j]) @ np.random.default_rng(0).normal(size=(2, cols))
+        out = np.zeros(rows, dtype=np.complex128)
+        matrix = self.matrix
+        try:
+            _csr_matvec(rows, cols, matrix.indptr, matrix.indices, matrix.data, probe, out)
+        except Exception:  # pragma: no cover - a changed private signature
+            return None
+        return _csr_matvec if np.allclose(out, matrix @ probe, rtol=1e-12, atol=0) else None
+
+    def __call__(self, x: np.ndarray, out: np.ndarray) -> None:
+        if self.dense is not None:
+            np.dot(self.dense, x, out=out)
+        elif self.kernel is not None:
+            out.fill(0.0)
+            matrix = self.matrix
+            rows, cols = self.shape
+            self.kernel(rows, cols, matrix.indptr, matrix.indices, matrix.data, x, out)
+        else:  # pragma: no cover
+            out[:] = self.matrix @ x
 
 
 def _check_supported(net: Any) -> None:
@@ -80,9 +160,10 @@ class FastPowerFlow:
     The feeder's topology and parameters (switch states, in-service flags, tap positions, line and
     transformer data) are read once at construction; to change them build a new instance.
 
-    With ``reuse_jacobian`` the LU factors of the Jacobian are kept across iterations and steps and
-    refreshed only when the mismatch stops shrinking fast (by ``contraction`` per iteration). The
-    answer is the same: every step iterates until the mismatch is below ``tolerance_mva``.
+    With ``reuse_jacobian`` the Jacobian (its inverse or LU factors) is kept across iterations and
+    steps and refreshed only when the mismatch stops shrinking fast (its 2-norm by
+    ``contraction`` per iteration). The answer is the same: every step iterates until the largest
+    mismatch is below ``tolerance_mva``.
 
     Args:
         net: The feeder. It is not modified.
@@ -92,11 +173,14 @@ class FastPowerFlow:
             reused Jacobian count too, hence a higher default than pandapower's 10.
         raise_on_divergence: Raise :class:`GridError` on non-convergence; if False, return a
             result with ``converged=False`` and NaN voltages, loadings and powers instead.
-        reuse_jacobian: Keep Jacobian factors while they still contract the mismatch.
+        reuse_jacobian: Keep the Jacobian while it still contracts the mismatch.
         contraction: Mismatch ratio between iterations above which the Jacobian is refreshed [-].
+        linear_solver: ``"dense"`` (explicit inverse), ``"sparse"`` (sparse LU) or ``"auto"``
+            (dense up to 250 unknowns, twice the number of non-slack buses).
 
     Raises:
-        GridError: unknown or isolated site bus, unsupported elements, or the base case fails.
+        GridError: unknown or isolated site bus, unsupported elements, a bad option, or the base
+            case fails.
     """
 
     def __init__(
@@ -109,6 +193,7 @@ class FastPowerFlow:
         raise_on_divergence: bool = True,
         reuse_jacobian: bool = True,
         contraction: float = 0.05,
+        linear_solver: str = "auto",
     ) -> None:
         import pandapower as pp
 
@@ -116,6 +201,10 @@ class FastPowerFlow:
         _check_supported(net)
         if not tolerance_mva > 0:
             raise GridError(f"tolerance_mva must be > 0, got {tolerance_mva!r}")
+        if linear_solver not in _LINEAR_SOLVERS:
+            raise GridError(
+                f"linear_solver must be one of {list(_LINEAR_SOLVERS)}, got {linear_solver!r}"
+            )
         self.tolerance_mva = float(tolerance_mva)
         self.max_iterations = int(max_iterations)
         self.raise_on_divergence = bool(raise_on_divergence)
@@ -141,13 +230,14 @@ class FastPowerFlow:
         except Exception as exc:  # pandapower raises many types; report them as one
             raise GridError(f"base-case power flow of the feeder failed: {exc}") from exc
         self._build_model(work)
-        self._build_injections(net, work)
-        self._build_jacobian_map()
+        self._build_injections(net)
+        self._build_jacobian_map(linear_solver)
         self._build_branch_maps(net, work)
-        self._lu: Any = None
+        self._build_buffers()
 
     # -- model ------------------------------------------------------------------------------
     def _build_model(self, work: Any) -> None:
+        from pandapower.pypower.idx_bus import GS
         from pandapower.pypower.idx_gen import GEN_BUS, PG, QG
         from pandapower.pypower.makeSbus import makeSbus
 
@@ -166,31 +256,32 @@ class FastPowerFlow:
         self._new_of_old = np.empty(n, dtype=np.int64)
         self._new_of_old[order] = np.arange(n)
         self.n_pv, self.n_pvpq = len(pv), len(pv) + len(pq)
-        self._pv = np.arange(self.n_pv)
-        self._pq = np.arange(self.n_pv, self.n_pvpq)
-        self._pvpq = np.arange(self.n_pvpq)
-        self._ref = np.arange(self.n_pvpq, n)
         ybus = ybus[order][:, order]
         # An explicit diagonal entry in every row keeps the Jacobian pattern fixed.
         ybus = (ybus + sp.csr_matrix((np.zeros(n), (np.arange(n), np.arange(n))), (n, n))).tocsr()
         ybus.sum_duplicates()
         ybus.sort_indices()
-        self._ybus = ybus
+        self._ybus = sp.csr_array(ybus)
+        self._ybus_product = _Product(self._ybus)
         gen = internal["gen"].copy()
         at_ref = np.isin(gen[:, GEN_BUS].astype(np.int64), ref)
         gen[at_ref, PG] = 0.0
         gen[at_ref, QG] = 0.0
         s_fixed = makeSbus(self.base_mva, internal["bus"], gen)
         self._s_fixed = np.asarray(s_fixed, np.complex128)[order]
+        # Bus shunts consume power that is not a loss: subtracted from the network's intake.
+        g_shunt = internal["bus"][:, GS].real[order] / self.base_mva
+        self._g_shunt = g_shunt if np.any(g_shunt != 0) else None
         self._v_init = np.asarray(internal["V"], dtype=np.complex128)[order].copy()
-        self._v = self._v_init.copy()
+        self._vm2_pv = np.abs(self._v_init[: self.n_pv]) ** 2
         # pandapower bus -> our bus number; n and above mean out of service or isolated.
         lookup = np.asarray(work._pd2ppc_lookups["bus"], dtype=np.int64)
         self._lookup = np.where(lookup < n, self._new_of_old[np.minimum(lookup, n - 1)], n)
-        # Index n of the padded voltage vector holds NaN, for dead buses.
+        # Index n of the padded voltage vectors holds NaN, for dead buses.
         self._bus_gather = self._lookup[self.bus_index]
+        self._dead_buses = bool((self._bus_gather >= n).any())
 
-    def _build_injections(self, net: Any, work: Any) -> None:
+    def _build_injections(self, net: Any) -> None:
         n = self.n_internal_bus
         bus_lookup = self._lookup
 
@@ -201,8 +292,8 @@ class FastPowerFlow:
             weight = _column(table, "scaling", 1.0) * table["in_service"].to_numpy(dtype=float)
             return np.where(pos < n, pos, 0), np.where(pos < n, weight, 0.0)
 
-        load_pos, self._load_w = placement(net.load)
-        sgen_pos, self._sgen_w = placement(net.sgen)
+        load_pos, load_w = placement(net.load)
+        sgen_pos, sgen_w = placement(net.sgen)
         site_pos = bus_lookup[self.site_buses]
         dead = self.site_buses[site_pos >= n]
         if dead.size:
@@ -210,49 +301,47 @@ class FastPowerFlow:
                 f"site bus(es) {dead.tolist()} are out of service or cut off from the slack by "
                 "open switches; connect the site to a live bus"
             )
-        # One bincount over loads, generators and sites at once.
-        self._inj_pos = np.concatenate([load_pos, sgen_pos, site_pos])
         self.n_site = len(site_pos)
+        # One sparse map from the input vector [load P, load Q, sgen P, site P, site Q] to the
+        # injections [p.u.]: loads and sites draw from their bus, generators feed in.
+        site_w = np.full(self.n_site, 1e-3)
+        rows = np.concatenate([load_pos, load_pos, sgen_pos, site_pos, site_pos])
+        values = np.concatenate([-load_w, -1j * load_w, sgen_w, -site_w, -1j * site_w])
+        self._n_inputs = len(rows)
+        self._input_map = sp.csr_matrix(
+            (values / self.base_mva, (rows, np.arange(self._n_inputs))), (n, self._n_inputs)
+        )
+        site_map = np.zeros((self.n_site, n))
+        np.add.at(site_map, (np.arange(self.n_site), site_pos), -1e-3 / self.base_mva)
+        self._site_map = site_map
+        # One site: its power lands on a single bus, a scalar update.
+        self._site_single = int(site_pos[0]) if self.n_site == 1 else -1
+        self._site_coef = -1e-3 / self.base_mva
 
-    def _build_jacobian_map(self) -> None:
-        ybus = self._ybus
-        n = self.n_internal_bus
-        nnz = ybus.nnz
-        self._rows = np.repeat(np.arange(n), np.diff(ybus.indptr))
-        self._cols = ybus.indices.astype(np.int64)
-        self._ydata = ybus.data
-        self._row_starts = ybus.indptr[:-1].astype(np.int64)
-        self._diag = np.flatnonzero(self._rows == self._cols)
-        n_pvpq = len(self._pvpq)
-        pos_pvpq = np.full(n, -1)
-        pos_pvpq[self._pvpq] = np.arange(n_pvpq)
-        pos_pq = np.full(n, -1)
-        pos_pq[self._pq] = np.arange(len(self._pq))
-        r_a, c_a = pos_pvpq[self._rows], pos_pvpq[self._cols]
-        r_q, c_q = pos_pq[self._rows], pos_pq[self._cols]
-        edges = np.arange(nnz)
-        # Rows of the derivative table: 0 Re dS/dVa, 1 Re dS/dVm, 2 Im dS/dVa, 3 Im dS/dVm.
-        blocks = [
-            (0, (r_a >= 0) & (c_a >= 0), r_a, c_a),
-            (1, (r_a >= 0) & (c_q >= 0), r_a, n_pvpq + c_q),
-            (2, (r_q >= 0) & (c_a >= 0), n_pvpq + r_q, c_a),
-            (3, (r_q >= 0) & (c_q >= 0), n_pvpq + r_q, n_pvpq + c_q),
-        ]
-        src = np.concatenate([block * nnz + edges[mask] for block, mask, _, _ in blocks])
-        jr = np.concatenate([r[mask] for _, mask, r, _ in blocks])
-        jc = np.concatenate([c[mask] for _, mask, _, c in blocks])
-        m = n_pvpq + len(self._pq)
+    def _build_jacobian_map(self, linear_solver: str) -> None:
+        nn, n_pv = self.n_pvpq, self.n_pv
+        block = self._ybus[:nn, :nn].tocoo()
+        rows, cols = block.row.astype(np.int64), block.col.astype(np.int64)
+        self._jac_rows = rows
+        self._jac_yconj = np.conj(block.data)
+        self._jac_diag = np.empty(nn, dtype=np.int64)
+        on_diag = np.flatnonzero(rows == cols)
+        self._jac_diag[rows[on_diag]] = on_diag
+        # At PV buses the reactive row holds d|V|^2 instead of dQ.
+        self._jac_pv_entries = np.flatnonzero(rows < n_pv)
+        self._jac_table = np.empty((4, len(rows)))
+        # Table rows: Re dS/de, Im dS/de, Re dS/df, Im dS/df; Jacobian rows and columns alternate
+        # (real, imaginary) per bus so that the mismatch and the update are complex vectors.
+        jr = np.concatenate([2 * rows, 2 * rows + 1, 2 * rows, 2 * rows + 1])
+        jc = np.concatenate([2 * cols, 2 * cols, 2 * cols + 1, 2 * cols + 1])
+        m = 2 * nn
         self.n_unknowns = m
-        self._dense = m <= _DENSE_MAX_UNKNOWNS
-        if self._dense:
-            self._jac_src = src
-            self._jac_flat = jc * m + jr  # column-major, as LAPACK wants it
-            self._jac_buf = np.zeros(m * m)
-        else:
-            order = sp.csc_matrix((np.arange(1, len(src) + 1, dtype=float), (jr, jc)), (m, m))
-            self._jac_src = src[order.data.astype(np.int64) - 1]
-            self._jac = order
-        self._table = np.empty((4, nnz))
+        if linear_solver == "auto":
+            linear_solver = "dense" if m <= _DENSE_MAX_UNKNOWNS else "sparse"
+        self._dense = linear_solver == "dense"
+        order = sp.csc_matrix((np.arange(1, len(jr) + 1, dtype=float), (jr, jc)), (m, m))
+        self._jac_src = order.data.astype(np.int64) - 1
+        self._jac = order
 
     def _build_branch_maps(self, net: Any, work: Any) -> None:
         from pandapower.pypower.idx_brch import F_BUS, T_BUS
@@ -274,7 +363,6 @@ class FastPowerFlow:
         self._ka = np.r_[
             self.base_mva / (_SQRT3 * base_kv[fbus]), self.base_mva / (_SQRT3 * base_kv[tbus])
         ]
-        self._branch_ends = self._new_of_old[np.r_[fbus, tbus]]
         # Padded current vector: [from ends, to ends, 0.0, NaN]. pandapower reports zero current
         # on unsolved branches, or NaN where that zero is divided by a dead bus's voltage.
         zero_slot, nan_slot = 2 * n_branch, 2 * n_branch + 1
@@ -319,119 +407,300 @@ class FastPowerFlow:
         vn_lv = trafo["vn_lv_kv"].to_numpy(np.float64) if len(trafo) else np.zeros(0)
         self._trafo_scale_hv = vn_hv * _SQRT3 * 100.0 / denom
         self._trafo_scale_lv = vn_lv * _SQRT3 * 100.0 / denom
-        self._v_pad = np.full(n + 1, np.nan, dtype=np.complex128)
         self._i_pad = np.r_[np.zeros(2 * n_branch), 0.0, np.nan]
+        self._build_loading_rows(n_branch)
+
+    def _build_loading_rows(self, n_branch: int) -> None:
+        """Rows of the end-current matrix pre-scaled to [%], for :meth:`step`'s maxima."""
+        ends = [
+            (np.r_[self._line_from, self._line_to], np.r_[self._line_scale, self._line_scale]),
+            (
+                np.r_[self._trafo_from, self._trafo_to],
+                np.r_[self._trafo_scale_hv, self._trafo_scale_lv],
+            ),
+        ]
+        picks, scales, self._loading_idle = [], [], []
+        for slots, scale in ends:
+            live = slots < 2 * n_branch
+            picks.append(slots[live])
+            scales.append(scale[live] * self._ka[slots[live]])
+            idle = self._i_pad[slots[~live]]
+            # With no solved element the maximum is that of the idle ones (0, or NaN if all are
+            # dead); with one, idle zeros never exceed it and NaN ones are skipped.
+            self._loading_idle.append(
+                0.0 if not len(slots) else (float(np.nanmax(idle)) if live.sum() == 0 else None)
+            )
+        self._n_line_ends = len(picks[0])
+        scale = np.concatenate(scales)
+        # An unrated line's loading is inf or NaN in pandapower: those nets take the full path.
+        self._loading_rows_ok = bool(np.isfinite(scale).all())
+        self._n_trafo_ends = len(picks[1])
+        rows = sp.csr_array(self._yft[np.concatenate(picks)].multiply(scale[:, None]))
+        self._loading_product = _Product(rows)
+
+    def _build_buffers(self) -> None:
+        n, nn = self.n_internal_bus, self.n_pvpq
+        self._v = self._v_init.copy()
+        self._v_nn = self._v[:nn]
+        self._i_bus = np.empty(n, dtype=np.complex128)
+        self._s = np.empty(n, dtype=np.complex128)
+        self._s_nn = self._s[:nn]
+        self._mis = np.empty(nn, dtype=np.complex128)
+        self._misf = self._mis.view(np.float64)
+        self._sbus = np.empty(n, dtype=np.complex128)
+        self._site_buf = np.empty(n)
+        self._vm_pad = np.full(n + 1, np.nan)
+        self._vm_int = self._vm_pad[:n]
+        # step() reduces everything in one call: the maxima of [vm, -vm, line loadings at both
+        # ends, transformer loadings at both ends], NaN (dead) entries skipped.
+        n_bus = len(self.bus_index)
+        n_line, n_trafo = self._n_line_ends, self._n_trafo_ends
+        if not self._loading_rows_ok:
+            n_line = n_trafo = 0
+        self._stats = np.empty(2 * n_bus + n_line + n_trafo)
+        self._stats_vm = self._stats[:n_bus]
+        self._stats_neg_vm = self._stats[n_bus : 2 * n_bus]
+        self._stats_loading = self._stats[2 * n_bus :]
+        starts = [0, n_bus]
+        self._stats_line = self._stats_trafo = -1
+        if n_line:
+            self._stats_line = len(starts)
+            starts.append(2 * n_bus)
+        if n_trafo:
+            self._stats_trafo = len(starts)
+            starts.append(2 * n_bus + n_line)
+        self._stats_starts = np.array(starts)
+        self._loading = np.empty(n_line + n_trafo, dtype=np.complex128)
+        self._v_pad = np.full(n + 1, np.nan, dtype=np.complex128)
+        self._one_slack = n - nn == 1
+        self._kw_per_pu = self.base_mva * 1e3
+        self._near_tol2 = 2 * nn * (self.tolerance_mva / self.base_mva) ** 2
+        self._jacobian: Any = None
+        # True while self._s holds the bus powers at self._v: the next step then starts from
+        # them instead of multiplying again.
+        self._s_current = False
+        self._solve_mode = _SOLVE_FLOAT64
+        self._rhs32 = np.empty(2 * nn, dtype=np.float32)
+        self._dx32 = np.empty(2 * nn, dtype=np.float32)
+        self._dx32c = self._dx32.view(np.complex64)
+        self._v_nnf = self._v_nn.view(np.float64)
+        self._newton_buffers = (
+            self._v,
+            self._v_nn,
+            self._v_nnf,
+            self._i_bus,
+            self._s,
+            self._s_nn,
+            self._mis,
+            self._misf,
+            self._rhs32,
+            self._dx32,
+            self._dx32c,
+        )
+
+    # -- inputs -----------------------------------------------------------------------------
+    def injections(
+        self,
+        site_p_kw: np.ndarray | None = None,
+        site_q_kvar: np.ndarray | None = None,
+        load_p_mw: np.ndarray | None = None,
+        load_q_mvar: np.ndarray | None = None,
+        sgen_p_mw: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Bus injections for one step, or for a block of steps at once, for :meth:`step`.
+
+        Each argument is one value per element (1-D) or one row per step (2-D, steps x
+        elements); 1-D arguments and defaults hold for every step of a block.
+
+        Args:
+            site_p_kw: Active power per site bus, load convention [kW]; None = 0.
+            site_q_kvar: Reactive power per site bus, load convention [kvar]; None = 0.
+            load_p_mw: ``net.load.p_mw`` per load [MW]; None = the values in the net.
+            load_q_mvar: ``net.load.q_mvar`` per load [Mvar]; None = the values in the net.
+            sgen_p_mw: ``net.sgen.p_mw`` per static generator [MW]; None = the values in the net.
+
+        Returns:
+            Complex injections [p.u.] in the solver's internal bus order: shape
+            ``(n_internal_bus,)``, or ``(steps, n_internal_bus)`` if any argument is 2-D.
+
+        Raises:
+            GridError: inputs of the wrong shape, disagreeing step counts, or NaN/inf values.
+        """
+        zeros = np.zeros(self.n_site)
+        given = [
+            ("site_p_kw", site_p_kw, zeros, self.n_site),
+            ("site_q_kvar", site_q_kvar, zeros, self.n_site),
+            ("load_p_mw", load_p_mw, self._default_load_p, self.n_load),
+            ("load_q_mvar", load_q_mvar, self._default_load_q, self.n_load),
+            ("sgen_p_mw", sgen_p_mw, self._default_sgen_p, self.n_sgen),
+        ]
+        arrays = [
+            default if value is None else np.asarray(value, dtype=np.float64)
+            for _, value, default, _ in given
+        ]
+        steps = {a.shape[0] for a in arrays if a.ndim == 2}
+        if len(steps) > 1 or any(
+            a.ndim not in (1, 2) or a.shape[-1] != count
+            for a, (_, _, _, count) in zip(arrays, given, strict=True)
+        ):
+            shapes = ", ".join(
+                f"{name} {a.shape}" for a, (name, _, _, _) in zip(arrays, given, strict=True)
+            )
+            raise GridError(
+                f"power flow inputs have shapes {shapes}; expected ({self.n_site},) per site, "
+                f"({self.n_load},) per load and ({self.n_sgen},) per sgen, or (steps, count) "
+                "with the same number of steps for all"
+            )
+        # Site P and Q come after the loads and generators in the input vector.
+        order = [2, 3, 4, 0, 1]
+        n_steps = steps.pop() if steps else 1
+        inputs = np.empty((n_steps, self._n_inputs))
+        start = 0
+        for k in order:
+            count = given[k][3]
+            inputs[:, start : start + count] = arrays[k]
+            start += count
+        if not math.isfinite(float(inputs.sum())):
+            raise GridError("power flow inputs contain NaN or infinite values")
+        sbus = np.ascontiguousarray((self._input_map @ inputs.T).T) + self._s_fixed
+        return sbus if any(a.ndim == 2 for a in arrays) else sbus[0]
 
     # -- solving ----------------------------------------------------------------------------
     def reset(self) -> None:
         """Forget the warm start and Jacobian; the next solve starts from the base case."""
-        self._v = self._v_init.copy()
-        self._lu = None
+        self._v[:] = self._v_init
+        self._jacobian = None
+        self._s_current = False
 
-    def _injections(
-        self,
-        site_p_kw: np.ndarray,
-        site_q_kvar: np.ndarray | None,
-        load_p_mw: np.ndarray | None,
-        load_q_mvar: np.ndarray | None,
-        sgen_p_mw: np.ndarray | None,
-    ) -> np.ndarray:
-        site_p = np.asarray(site_p_kw, dtype=np.float64).reshape(-1)
-        site_q = (
-            np.zeros(self.n_site)
-            if site_q_kvar is None
-            else np.asarray(site_q_kvar, dtype=np.float64).reshape(-1)
-        )
-        load_p = self._default_load_p if load_p_mw is None else np.asarray(load_p_mw, np.float64)
-        load_q = (
-            self._default_load_q if load_q_mvar is None else np.asarray(load_q_mvar, np.float64)
-        )
-        sgen_p = self._default_sgen_p if sgen_p_mw is None else np.asarray(sgen_p_mw, np.float64)
-        if (
-            site_p.shape != (self.n_site,)
-            or site_q.shape != (self.n_site,)
-            or load_p.shape != (self.n_load,)
-            or load_q.shape != (self.n_load,)
-            or sgen_p.shape != (self.n_sgen,)
-        ):
-            raise GridError(
-                f"power flow inputs have shapes site_p_kw {site_p.shape}, site_q_kvar "
-                f"{site_q.shape}, load_p_mw {load_p.shape}, load_q_mvar {load_q.shape}, "
-                f"sgen_p_mw {sgen_p.shape}; expected ({self.n_site},) per site, "
-                f"({self.n_load},) per load and ({self.n_sgen},) per sgen"
-            )
-        # Powers drawn from each bus [MW]: loads and sites draw, generators feed in.
-        p_draw = np.concatenate([load_p * self._load_w, -sgen_p * self._sgen_w, site_p * 1e-3])
-        q_draw = np.concatenate([load_q * self._load_w, np.zeros(self.n_sgen), site_q * 1e-3])
-        if not math.isfinite(p_draw.sum() + q_draw.sum()):
-            raise GridError("power flow inputs contain NaN or infinite values")
-        n = self.n_internal_bus
-        p = np.bincount(self._inj_pos, weights=p_draw, minlength=n)
-        q = np.bincount(self._inj_pos, weights=q_draw, minlength=n)
-        return self._s_fixed - (p + 1j * q) / self.base_mva
+    def _refresh_jacobian(self) -> Any:
+        """The Jacobian at the current voltages, inverted or factorised; None if singular.
 
-    def _factorize(self, table: np.ndarray) -> Any:
-        values = table.ravel()[self._jac_src]
-        if self._dense:
-            buf = self._jac_buf
-            buf[self._jac_flat] = values
-            m = self.n_unknowns
-            lu, piv, info = _GETRF(buf.reshape((m, m), order="F"))
-            return None if info != 0 else (lu, piv)
-        self._jac.data = values
+        Uses ``self._i_bus``, which holds ``conj(Ybus @ V)`` from the last mismatch.
+        """
+        nn, n_pv = self.n_pvpq, self.n_pv
+        v = self._v
+        conj_i = self._i_bus[:nn]
+        # S_i = V_i conj(I_i): dS_i/de_k = V_i conj(Y_ik) + [i=k] conj(I_i), dS_i/df_k = -j of
+        # the first term + [i=k] j conj(I_i).
+        t = v[self._jac_rows] * self._jac_yconj
+        table = self._jac_table
+        diag = self._jac_diag
+        table[0] = t.real
+        table[1] = t.imag
+        table[2] = t.imag
+        np.negative(t.real, out=table[3])
+        table[0, diag] += conj_i.real
+        table[1, diag] += conj_i.imag
+        table[2, diag] -= conj_i.imag
+        table[3, diag] += conj_i.real
+        if n_pv:
+            table[1, self._jac_pv_entries] = 0.0
+            table[3, self._jac_pv_entries] = 0.0
+            table[1, diag[:n_pv]] = 2.0 * v[:n_pv].real
+            table[3, diag[:n_pv]] = 2.0 * v[:n_pv].imag
+        jac = self._jac
+        jac.data = table.ravel()[self._jac_src]
         try:
-            return splu(self._jac)
+            lu = splu(jac)
         except RuntimeError:  # singular Jacobian
             return None
+        if not self._dense:
+            self._solve_mode = _SOLVE_LU
+            return lu
+        # The inverse comes from the sparse LU, a block of columns at a time: a LAPACK inverse
+        # runs multi-threaded in OpenBLAS and takes 10-100x longer when the cores are busy.
+        m = self.n_unknowns
+        # Fortran order lets BLAS update V in place without copying the matrix.
+        inverse = np.empty((m, m), order="F")
+        for start in range(0, m, _INVERSE_BLOCK):
+            stop = min(m, start + _INVERSE_BLOCK)
+            unit = np.zeros((m, stop - start))
+            unit[np.arange(start, stop), np.arange(stop - start)] = 1.0
+            inverse[:, start:stop] = lu.solve(unit)
+        condition = abs(jac).sum(axis=0).max() * np.abs(inverse).sum(axis=0).max()
+        if not math.isfinite(condition):
+            return None
+        if m >= _FLOAT32_MIN_UNKNOWNS and condition <= _FLOAT32_MAX_CONDITION:
+            self._solve_mode = _SOLVE_FLOAT32
+            return inverse.astype(np.float32)
+        self._solve_mode = _SOLVE_FLOAT64
+        return inverse
 
-    def _lu_solve(self, lu: Any, f: np.ndarray) -> np.ndarray:
-        if self._dense:
-            dx, _ = _GETRS(lu[0], lu[1], f)
-            return dx
-        return lu.solve(f)
-
-    def _newton(self, sbus: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool, int, float]:
-        v = self._v.copy()
-        vm = np.abs(v)
-        va = np.angle(v)
-        n_pv, n_pvpq = self.n_pv, self.n_pvpq
-        rows, cols, ydata, diag = self._rows, self._cols, self._ydata, self._diag
-        table = self._table
+    def _newton(self, sbus: np.ndarray) -> tuple[bool, int]:
+        """Iterate from the last solution to ``sbus``; leaves V and S in ``self._v``/``_s``."""
+        (v, v_nn, v_nnf, i_bus, s, s_nn, mis, misf, rhs32, dx32, dx32c) = self._newton_buffers
+        sbus_nn = sbus[: self.n_pvpq]
+        product = self._ybus_product
+        ydense, kernel, ybus = product.dense, product.kernel, product.matrix
+        n = self.n_internal_bus
+        n_pv = self.n_pv
         tol = self.tolerance_mva / self.base_mva
-        lu = self._lu if self.reuse_jacobian else None
-        previous = math.inf
+        near = self._near_tol2
+        max_iterations = self.max_iterations
+        reuse = self.reuse_jacobian
+        # Refresh when the squared mismatch norm shrank by less than this ratio (always without
+        # reuse: the threshold is then negative).
+        ratio = self.contraction**2 if reuse else -1.0
+        jacobian = self._jacobian if reuse else None
+        mode = self._solve_mode
+        # After a converged step S is already known at V: the first mismatch is one subtraction.
+        known = self._s_current
+        self._s_current = False
+        threshold = math.inf
         iterations = 0
         while True:
-            # t_ik = V_i conj(Y_ik V_k); its row sums are the bus injections S_i.
-            t = v[rows] * np.conj(ydata * v[cols])
-            s = np.add.reduceat(t, self._row_starts)
-            mis = s - sbus
-            f = np.concatenate((mis.real[:n_pvpq], mis.imag[n_pv:n_pvpq]))
-            worst = float(np.abs(f).max()) if f.size else 0.0
-            if worst < tol:
-                self._lu = lu if self.reuse_jacobian else None
-                return v, s, True, iterations, worst * self.base_mva
-            if iterations >= self.max_iterations or not math.isfinite(worst):
-                return v, s, False, iterations, worst * self.base_mva
-            if lu is None or worst > self.contraction * previous:
-                inv_vm = 1.0 / vm
-                table[0] = t.imag
-                table[1] = t.real * inv_vm[cols]
-                table[2] = -t.real
-                table[3] = t.imag * inv_vm[cols]
-                table[0, diag] -= s.imag
-                table[1, diag] += s.real * inv_vm
-                table[2, diag] += s.real
-                table[3, diag] += s.imag * inv_vm
-                lu = self._factorize(table)
-                if lu is None:
-                    return v, s, False, iterations, worst * self.base_mva
-            dx = self._lu_solve(lu, f)
-            va[:n_pvpq] -= dx[:n_pvpq]
-            vm[n_pv:n_pvpq] -= dx[n_pvpq:]
-            v = vm * np.exp(1j * va)
-            previous = worst
+            if known:
+                known = False
+            else:
+                if ydense is not None:
+                    np.dot(ydense, v, out=i_bus)
+                elif kernel is not None:
+                    i_bus.fill(0.0)
+                    kernel(n, n, ybus.indptr, ybus.indices, ybus.data, v, i_bus)
+                else:  # pragma: no cover
+                    i_bus[:] = ybus @ v
+                np.conjugate(i_bus, out=i_bus)
+                np.multiply(v, i_bus, out=s)
+            np.subtract(s_nn, sbus_nn, out=mis)
+            if n_pv:
+                pv = v[:n_pv]
+                misf[1 : 2 * n_pv : 2] = pv.real**2 + pv.imag**2 - self._vm2_pv
+            # The 2-norm bounds the largest entry from both sides: only near convergence is the
+            # largest entry itself needed.
+            squared = float(np.dot(misf, misf))
+            if squared < near and np.abs(misf).max() < tol:
+                self._jacobian = jacobian if reuse else None
+                self._s_current = True
+                return True, iterations
+            # (NaN and inf fail the comparison too.)
+            if iterations >= max_iterations or not squared < math.inf:
+                return False, iterations
+            if jacobian is None or squared > threshold:
+                jacobian = self._refresh_jacobian()
+                if jacobian is None:
+                    return False, iterations
+                mode = self._solve_mode
+            if mode == _SOLVE_FLOAT64:
+                dgemv(-1.0, jacobian, misf, 1.0, v_nnf, overwrite_y=1)
+            elif mode == _SOLVE_FLOAT32:
+                rhs32[:] = misf
+                np.dot(jacobian, rhs32, out=dx32)
+                np.subtract(v_nn, dx32c, out=v_nn)
+            else:
+                v_nn -= jacobian.solve(misf).view(np.complex128)
+            threshold = ratio * squared
             iterations += 1
+
+    def _diverged(self, iterations: int, context: str) -> None:
+        worst_mva = float(np.abs(self._misf).max()) * self.base_mva
+        self.reset()
+        if self.raise_on_divergence:
+            where = f" at {context}" if context else ""
+            raise GridError(
+                f"power flow did not converge{where} after {iterations} iterations "
+                f"(largest mismatch {worst_mva:.3g} MVA); the feeder is probably loaded "
+                "beyond voltage collapse: check the site and load powers"
+            )
 
     def solve(
         self,
@@ -443,7 +712,7 @@ class FastPowerFlow:
         *,
         context: str = "",
     ) -> PowerFlowResult:
-        """Solve one step.
+        """Solve one step, with checked inputs and every result.
 
         Args:
             site_p_kw: Active power per site bus, load convention [kW].
@@ -457,45 +726,129 @@ class FastPowerFlow:
             GridError: inputs of the wrong shape or not finite, or no convergence (when
                 ``raise_on_divergence``).
         """
-        sbus = self._injections(site_p_kw, site_q_kvar, load_p_mw, load_q_mvar, sgen_p_mw)
-        v, s, converged, iterations, worst_mva = self._newton(sbus)
+        site_p = np.asarray(site_p_kw, dtype=np.float64).reshape(-1)
+        sbus = self.injections(site_p, site_q_kvar, load_p_mw, load_q_mvar, sgen_p_mw)
+        if sbus.ndim != 1:
+            raise GridError(
+                "solve() takes the inputs of one step (1-D arrays); use step() for more"
+            )
+        converged, iterations = self._newton(sbus)
         if not converged:
-            self.reset()
-            if self.raise_on_divergence:
-                where = f" at {context}" if context else ""
-                raise GridError(
-                    f"power flow did not converge{where} after {iterations} iterations "
-                    f"(largest mismatch {worst_mva:.3g} MVA); the feeder is probably loaded "
-                    "beyond voltage collapse: check the site and load powers"
-                )
+            self._diverged(iterations, context)
             return self._failed(iterations)
-        self._v = v
-        return self._results(v, s, sbus, iterations)
+        return self._results(sbus, iterations)
 
-    def _results(
-        self, v: np.ndarray, s: np.ndarray, sbus: np.ndarray, iterations: int
-    ) -> PowerFlowResult:
-        self._v_pad[:-1] = v
-        v_padded = self._v_pad[self._bus_gather]
-        i_ft = self._yft @ v
+    def step(
+        self,
+        injection: np.ndarray,
+        site_p_kw: np.ndarray,
+        vm_out: np.ndarray | None = None,
+        *,
+        context: str = "",
+    ) -> StepSummary:
+        """Solve one step on the unchecked fast path and summarise it.
+
+        Args:
+            injection: One row of :meth:`injections` (background loads and generators, and
+                any site power given there) [p.u.].
+            site_p_kw: Active power per site bus added to ``injection``, load convention [kW]:
+                a float64 array of shape ``(n_site,)``.
+            vm_out: Float64 array of shape ``(len(net.bus),)`` to receive the bus voltage
+                magnitudes in ``net.bus`` order [p.u.] (NaN for dead buses); None = not kept.
+            context: Where the step is (e.g. ``"t=3600 s"``), quoted in errors.
+
+        Raises:
+            GridError: no convergence (when ``raise_on_divergence``).
+        """
+        sbus = self._sbus
+        if self._site_single >= 0:
+            sbus[:] = injection
+            sbus[self._site_single] += self._site_coef * site_p_kw[0]
+        else:
+            np.dot(site_p_kw, self._site_map, out=self._site_buf)
+            np.add(injection, self._site_buf, out=sbus)
+        converged, iterations = self._newton(sbus)
+        if not converged:
+            self._diverged(iterations, context)
+            nan = math.nan
+            if vm_out is not None:
+                vm_out[:] = nan
+            return StepSummary(nan, nan, nan, nan, nan, nan, nan, False, iterations)
+        return self._summary(sbus, iterations, vm_out)
+
+    # -- results ----------------------------------------------------------------------------
+    def _slack_and_losses(self, sbus: np.ndarray) -> tuple[complex, float]:
+        """Power drawn from the slack and branch losses [p.u.] of the solved step."""
+        s, nn = self._s, self.n_pvpq
+        if self._one_slack:
+            slack = s[nn] - sbus[nn]
+        else:
+            slack = np.add.reduce(s[nn:]) - np.add.reduce(sbus[nn:])
+        # What the network takes in is its branch losses plus what bus shunts consume.
+        losses = np.add.reduce(s).real
+        if self._g_shunt is not None:
+            vm = np.abs(self._v)
+            losses -= float(np.dot(self._g_shunt, vm * vm))
+        return slack, losses
+
+    def _summary(self, sbus: np.ndarray, iterations: int, vm_out: np.ndarray | None) -> StepSummary:
+        np.abs(self._v, out=self._vm_int)
+        # The method: np.take() adds ~0.5 us of dispatch; every index is valid, so "clip".
+        self._vm_pad.take(self._bus_gather, out=self._stats_vm, mode="clip")
+        np.negative(self._stats_vm, out=self._stats_neg_vm)
+        if self._loading_rows_ok:
+            self._loading_product(self._v, self._loading)
+            np.abs(self._loading, out=self._stats_loading)
+        maxima = np.fmax.reduceat(self._stats, self._stats_starts)
+        if self._loading_rows_ok:
+            line_idle, trafo_idle = self._loading_idle
+            line_max = line_idle if line_idle is not None else float(maxima[self._stats_line])
+            trafo_max = trafo_idle if trafo_idle is not None else float(maxima[self._stats_trafo])
+        else:
+            line, trafo = self._loadings()
+            line_max = float(np.nanmax(line)) if len(line) else 0.0
+            trafo_max = float(np.nanmax(trafo)) if len(trafo) else 0.0
+        if vm_out is not None:
+            vm_out[:] = self._stats_vm
+        slack, losses = self._slack_and_losses(sbus)
+        scale = self._kw_per_pu
+        return StepSummary(
+            float(-maxima[1]),
+            float(maxima[0]),
+            line_max,
+            trafo_max,
+            float(losses * scale),
+            float(slack.real * scale),
+            float(slack.imag * scale),
+            True,
+            iterations,
+        )
+
+    def _loadings(self) -> tuple[np.ndarray, np.ndarray]:
+        """Line and transformer loadings [%] in ``net`` order."""
         i_ka = self._i_pad
-        np.multiply(np.abs(i_ft), self._ka, out=i_ka[:-2])
-        # Losses are what flows into branches from both ends; bus shunts are consumption.
-        branch_loss = np.vdot(i_ft, v[self._branch_ends]).real
-        line_loading = np.maximum(i_ka[self._line_from], i_ka[self._line_to]) * self._line_scale
-        trafo_loading = np.maximum(
+        np.multiply(np.abs(self._yft @ self._v), self._ka, out=i_ka[:-2])
+        line = np.maximum(i_ka[self._line_from], i_ka[self._line_to]) * self._line_scale
+        trafo = np.maximum(
             i_ka[self._trafo_from] * self._trafo_scale_hv,
             i_ka[self._trafo_to] * self._trafo_scale_lv,
         )
-        slack = (s[self._ref] - sbus[self._ref]).sum() * (self.base_mva * 1e3)
+        return line, trafo
+
+    def _results(self, sbus: np.ndarray, iterations: int) -> PowerFlowResult:
+        self._v_pad[:-1] = self._v
+        v_padded = self._v_pad[self._bus_gather]
+        line, trafo = self._loadings()
+        slack, losses = self._slack_and_losses(sbus)
+        scale = self._kw_per_pu
         return PowerFlowResult(
             vm_pu=np.abs(v_padded),
             va_degree=np.angle(v_padded, deg=True),
-            line_loading_pct=line_loading,
-            trafo_loading_pct=trafo_loading,
-            losses_kw=float(branch_loss * self.base_mva * 1e3),
-            ext_grid_p_kw=float(slack.real),
-            ext_grid_q_kvar=float(slack.imag),
+            line_loading_pct=line,
+            trafo_loading_pct=trafo,
+            losses_kw=float(losses * scale),
+            ext_grid_p_kw=float(slack.real * scale),
+            ext_grid_q_kvar=float(slack.imag * scale),
             converged=True,
             iterations=iterations,
         )

@@ -1,4 +1,4 @@
-"""Power-flow result type, the pinned pandapower options, and the plain-pandapower reference.
+"""Power-flow result types, the pinned pandapower options, and the plain-pandapower reference.
 
 :func:`runpp_reference` computes a step the slow, obvious way (write the injections into the net
 and call :func:`pandapower.runpp`); tests and benchmarks compare
@@ -11,7 +11,7 @@ import copy
 import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -24,6 +24,7 @@ __all__ = [
     "RUNPP_OPTIONS",
     "SITE_LOAD_PREFIX",
     "PowerFlowResult",
+    "StepSummary",
     "runpp_reference",
 ]
 
@@ -73,6 +74,36 @@ class PowerFlowResult:
     va_degree: np.ndarray
     line_loading_pct: np.ndarray
     trafo_loading_pct: np.ndarray
+    losses_kw: float
+    ext_grid_p_kw: float
+    ext_grid_q_kvar: float
+    converged: bool
+    iterations: int
+
+
+class StepSummary(NamedTuple):
+    """What :meth:`~qubit_sim.grid.powerflow.FastPowerFlow.step` reports about one step.
+
+    Each field is the reduction of the matching :class:`PowerFlowResult` array, taken over the
+    buses, lines and transformers that pandapower reports a number for (NaN entries skipped).
+
+    Attributes:
+        vm_min_pu: Lowest bus voltage magnitude [p.u.].
+        vm_max_pu: Highest bus voltage magnitude [p.u.].
+        line_loading_max_pct: Highest line loading [%]; 0 without lines.
+        trafo_loading_max_pct: Highest two-winding transformer loading [%]; 0 without any.
+        losses_kw: Active power lost in lines, transformers and impedances [kW].
+        ext_grid_p_kw: Active power drawn from the slack, positive = import [kW].
+        ext_grid_q_kvar: Reactive power drawn from the slack [kvar].
+        converged: Whether Newton-Raphson met the tolerance (False only without
+            ``raise_on_divergence``; every other field is then NaN).
+        iterations: Newton-Raphson iterations (linear solves) used [-].
+    """
+
+    vm_min_pu: float
+    vm_max_pu: float
+    line_loading_max_pct: float
+    trafo_loading_max_pct: float
     losses_kw: float
     ext_grid_p_kw: float
     ext_grid_q_kvar: float

@@ -322,7 +322,7 @@ class Scenario(_Model):
     evs: EvSpec | None = None
     tariff: TariffSpec = TariffSpec()
     controller: ControllerSpec = ControllerSpec()
-    mode: Literal["fast"] = "fast"
+    mode: Literal["fast", "wire"] = "fast"
 
     @model_validator(mode="after")
     def _cross(self) -> Scenario:
