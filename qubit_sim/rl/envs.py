@@ -1,0 +1,516 @@
+"""Gymnasium environments on the site simulation: ``SiteDispatch-v0`` and ``ChargerFleet-v0``.
+
+Both drive the real :class:`~qubit_sim.scenario.simulation.Simulation`: an internal
+:class:`~qubit_sim.rl.actions.ActionController` hands the agent's action to the simulation as
+setpoints at each control instant, and ``step`` advances the engine to the next one with
+:meth:`~qubit_sim.core.engine.Engine.run_until`. Replaying an episode's actions through
+:func:`qubit_sim.run` with :class:`~qubit_sim.rl.actions.ActionReplay` gives the same time series
+and KPIs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from qubit_sim.errors import SimulationError
+from qubit_sim.rl.actions import ActionController, action_size
+from qubit_sim.rl.features import ObservationLayout
+from qubit_sim.rl.horizon import Horizon
+from qubit_sim.rl.reward import REWARD_TERMS, DemandTracker, RewardWeights
+
+__all__ = ["ChargerFleetEnv", "SiteDispatchEnv", "SiteEnv"]
+
+
+class SiteEnv(gym.Env[np.ndarray, np.ndarray]):
+    """Common machinery of the site environments; use a subclass.
+
+    Args: see :class:`SiteDispatchEnv`.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}
+    kind = ""
+
+    def __init__(
+        self,
+        scenario: str | Path | None = None,
+        *,
+        horizon: Horizon | None = None,
+        episode_length: str | int = "1d",
+        split: str = "train",
+        test_fraction: float = 0.2,
+        split_seed: int = 0,
+        start_offset: str | int = 0,
+        forecast: str = "oracle",
+        lookahead_h: int = 6,
+        power_flow: bool | None = None,
+        scenario_seed: int | None = None,
+        overrides: dict[str, Any] | None = None,
+        carbon_price_per_kg: float = 0.0,
+        demand_charge_per_kw: float | None = None,
+        unmet_penalty_per_kwh: float | None = None,
+        voltage_penalty_per_pu_h: float = 1000.0,
+        overload_penalty_per_pct_h: float = 1.0,
+        reward_scale: float = 1.0,
+        render_mode: str | None = None,
+    ) -> None:
+        if horizon is None:
+            if scenario is None:
+                raise TypeError(f"{type(self).__name__} needs scenario= (a YAML path) or horizon=")
+            horizon = Horizon(
+                scenario,
+                episode_length=episode_length,
+                start_offset=start_offset,
+                test_fraction=test_fraction,
+                split_seed=split_seed,
+                lookahead_h=lookahead_h,
+                forecast=forecast,
+                power_flow=power_flow,
+                scenario_seed=scenario_seed,
+                overrides=overrides,
+            )
+        self.horizon = horizon
+        horizon.blocks(split)
+        self.split = split
+        self.render_mode = render_mode
+        self.weights = RewardWeights.from_scenario(
+            horizon.loaded,
+            demand_charge_per_kw=demand_charge_per_kw,
+            unmet_penalty_per_kwh=unmet_penalty_per_kwh,
+            carbon_price_per_kg=carbon_price_per_kg,
+            voltage_penalty_per_pu_h=voltage_penalty_per_pu_h,
+            overload_penalty_per_pct_h=overload_penalty_per_pct_h,
+            reward_scale=reward_scale,
+        )
+        self.layout = ObservationLayout(horizon, per_charger=self.kind == "charger_fleet")
+        low, high = self.layout.bounds()
+        self.observation_space = spaces.Box(low, high, dtype=np.float32)
+        n = action_size(self.kind, horizon.site.fleet.n)
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(n,), dtype=np.float32)
+        self.controller = ActionController(self.kind)
+        self._powerflow = horizon.new_powerflow()
+        self._demand = DemandTracker(horizon.window_id, horizon.period_label)
+        self.sim: Any = None
+        self.block = -1
+        self.episode_actions: list[np.ndarray] = []
+        self._dt_h = horizon.dt / 3600.0
+        self._every = horizon.control_every
+        self._done = True
+
+    # ------------------------------------------------------------------ info
+    @property
+    def observation_names(self) -> list[str]:
+        """Name of every observation feature, in order."""
+        return list(self.layout.names)
+
+    @property
+    def power_scale_kw(self) -> float:
+        """Power that normalises the power features [kW]."""
+        return self.horizon.power_scale_kw
+
+    # ----------------------------------------------------------------- reset
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start an episode on a block of the split.
+
+        Options:
+            split: ``"train"``, ``"test"`` or ``"all"`` (default: the env's ``split``).
+            episode: Index into the split's blocks (default: drawn with the env's RNG).
+            block: A block number of the horizon (overrides ``split``/``episode``).
+        """
+        super().reset(seed=seed)
+        options = options or {}
+        horizon = self.horizon
+        if "block" in options:
+            block = int(options["block"])
+            if not 0 <= block < len(horizon.block_offset_step):
+                raise SimulationError(
+                    f"block {block} does not exist; the horizon has "
+                    f"{len(horizon.block_offset_step)} blocks (0..{len(horizon.block_offset_step) - 1})"
+                )
+        else:
+            blocks = horizon.blocks(str(options.get("split", self.split)))
+            if "episode" in options:
+                episode = int(options["episode"])
+                if not 0 <= episode < len(blocks):
+                    raise SimulationError(
+                        f"episode {episode} is not in the split, which has {len(blocks)} episodes"
+                    )
+            else:
+                episode = int(self.np_random.integers(len(blocks)))
+            block = int(blocks[episode])
+        self._start(block)
+        return self._observe(), {"block": block, "t_s": 0}
+
+    def _start(self, block: int) -> None:
+        from qubit_sim.scenario.simulation import Simulation
+
+        horizon = self.horizon
+        if self._powerflow is not None:
+            self._powerflow.reset()
+        site = horizon.site_for(block, self.controller, self._powerflow)
+        sim = Simulation(site)
+        # Device events at t=0 (EVs plugging in) run now, so the first observation shows them;
+        # the engine's step loop starts with the first run_until.
+        engine_env = sim.engine.env
+        engine_env.run(until=engine_env.timeout(0))
+        self.sim = sim
+        self.block = block
+        self.plan = plan = horizon.plan(block)
+        self._first = plan.offset_step
+        self._k = 0
+        self._done = False
+        self._site_prev_kw = 0.0
+        self._voltage = 1.0  # until the first power flow
+        self.episode_actions = []
+        self._demand.reset(plan.offset_step, horizon.episode_steps)
+        leaving = plan.depart_step >= 0
+        order = np.argsort(plan.depart_step[leaving], kind="stable")
+        self._leave_step = plan.depart_step[leaving][order].tolist()
+        self._leave_session = plan.session_index[leaving][order].tolist()
+        self._leave_next = 0
+        self._needed = np.asarray(plan.sessions.e_needed_kwh, dtype=float)
+        index = sim.recorder.index
+        self._cols = tuple(
+            index[name]
+            for name in (
+                "site_p_kw",
+                "grid_import_kw",
+                "grid_export_kw",
+                "price_per_kwh",
+                "export_price_per_kwh",
+                "carbon_g_per_kwh",
+            )
+        )
+        self._grid_cols = None
+        if "grid_vm_min_pu" in index:
+            grid = site.grid
+            self._grid_cols = (
+                index["grid_vm_min_pu"],
+                index["grid_vm_max_pu"],
+                index["grid_vm_site_pu"],
+                index["grid_line_loading_max_pct"],
+                index["grid_trafo_loading_max_pct"],
+            )
+            self._v_low, self._v_high = grid.voltage_limits_pu
+            self._loading_limit = grid.loading_limit_pct
+
+    # ------------------------------------------------------------------ step
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self._done:
+            raise SimulationError("the episode is over (or never started): call reset() first")
+        sim = self.sim
+        controller = self.controller
+        pending = np.array(action, dtype=float).reshape(-1)
+        controller.pending = pending
+        self.episode_actions.append(pending)
+        k0 = self._k
+        k1 = k0 + self._every
+        sim.engine.run_until(k1 * self.horizon.dt)
+        rows = sim.recorder.array()[k0:k1].tolist()
+        self._k = k1
+
+        dt_h = self._dt_h
+        energy = carbon_g = site_sum = peak_rise = grid_cost = 0.0
+        import_kwh = export_kwh = 0.0
+        weights = self.weights
+        demand = self._demand
+        grid_cols = self._grid_cols
+        site_col, import_col, export_col, price_col, export_price_col, carbon_col = self._cols
+        for j, row in enumerate(rows):
+            imp = row[import_col]
+            exp = row[export_col]
+            energy += imp * row[price_col] - exp * row[export_price_col]
+            carbon_g += imp * row[carbon_col]
+            import_kwh += imp
+            export_kwh += exp
+            site_sum += row[site_col]
+            peak_rise += demand.add(k0 + j, imp)
+            if grid_cols is not None:
+                vmin, vmax, vsite, line, trafo = (row[c] for c in grid_cols)
+                voltage = max(self._v_low - vmin, vmax - self._v_high, 0.0)
+                overload = max(line - self._loading_limit, trafo - self._loading_limit, 0.0)
+                grid_cost += (
+                    voltage * weights.voltage_penalty_per_pu_h
+                    + overload * weights.overload_penalty_per_pct_h
+                )
+                if vsite == vsite:
+                    self._voltage = vsite
+        self._site_prev_kw = site_sum / len(rows)
+        unmet_kwh = float(self._unmet_leaving(k1))
+        truncated = k1 >= self.horizon.episode_steps
+        if truncated:
+            unmet_kwh += self._unmet_plugged()
+            self._done = True
+        co2_kg = carbon_g * dt_h / 1000.0
+        costs = (
+            energy * dt_h,
+            peak_rise * weights.demand_charge_per_kw,
+            co2_kg * weights.carbon_price_per_kg,
+            unmet_kwh * weights.unmet_penalty_per_kwh,
+            grid_cost * dt_h,
+        )
+        reward = -weights.reward_scale * sum(costs)
+        info: dict[str, Any] = dict(zip(REWARD_TERMS, costs, strict=True))
+        info.update(
+            t_s=k1 * self.horizon.dt,
+            import_kwh=import_kwh * dt_h,
+            export_kwh=export_kwh * dt_h,
+            co2_kg=co2_kg,
+            unmet_kwh=unmet_kwh,
+            peak_kw=demand.peak_kw,
+        )
+        for name, value in controller.requested.items():
+            info[f"{name}_requested"] = np.array(value) if isinstance(value, np.ndarray) else value
+        for name, value in controller.applied.items():
+            info[f"{name}_applied"] = np.array(value) if isinstance(value, np.ndarray) else value
+        return self._observe(), float(reward), False, truncated, info
+
+    def _unmet_leaving(self, k: int) -> float:
+        """Unmet energy of the EVs that left up to episode step ``k`` (inclusive) [kWh]."""
+        unmet = 0.0
+        steps = self._leave_step
+        delivered = self.sim.session_delivered_kwh
+        while self._leave_next < len(steps) and steps[self._leave_next] <= k:
+            session = self._leave_session[self._leave_next]
+            unmet += max(self._needed[session] - delivered[session], 0.0)
+            self._leave_next += 1
+        return unmet
+
+    def _unmet_plugged(self) -> float:
+        """Unmet energy of the EVs still plugged in at the episode end [kWh]."""
+        fleet = self.sim.fleet
+        plugged = fleet.session >= 0
+        need = self._needed[fleet.session[plugged]]
+        return float(np.maximum(need - fleet.e_session_kwh[plugged], 0.0).sum())
+
+    # ----------------------------------------------------------- observation
+    def _observe(self) -> np.ndarray:
+        layout = self.layout
+        sim = self.sim
+        fleet = sim.fleet
+        raw = np.empty((1, layout.size))
+        raw[0, : layout.n_exo] = self.horizon.exo_rows(self._first + self._k)
+        t_s = self._k * self.horizon.dt
+        layout.fill_state(
+            raw[:, layout.n_exo :],
+            self._k,
+            np.array([t_s], dtype=float),
+            sim.bank.soc[None, :],
+            fleet.connected[None, :],
+            fleet.e_needed_kwh[None, :],
+            fleet.departure_s[None, :],
+            fleet.max_grid_kw(self.horizon.dt)[None, :],
+            np.array([self._site_prev_kw]),
+            np.array([self._demand.peak_kw]),
+            np.array([self._voltage]),
+        )
+        return layout.finish(raw)[0]
+
+    # ------------------------------------------------------------- episode
+    def episode_timeseries(self) -> Any:
+        """The episode's recorded time series so far (pandas DataFrame, as a run writes it)."""
+        return self.sim.recorder.frame()
+
+    def episode_kpis(self) -> dict[str, Any]:
+        """KPIs of the episode so far, computed as :func:`qubit_sim.run` computes a run's."""
+        from qubit_sim.core.kpis import compute_kpis
+
+        sim = self.sim
+        site = sim.site
+        bank = site.batteries
+        delivered = sim.session_delivered_kwh.copy()
+        plugged = sim.fleet.session >= 0
+        delivered[sim.fleet.session[plugged]] = sim.fleet.e_session_kwh[plugged]
+        dt = site.clock.step_s
+        arrive = -(-np.asarray(site.sessions.arrival_s, dtype=np.int64) // dt) * dt
+        within = arrive < site.clock.duration_s
+        balance = sim.energy_balance()
+        specs = site.scenario.spec.assets.batteries
+        degradation = 0.0
+        eta = 1.0
+        if bank.n:
+            cost = np.array([spec.degradation_cost_per_kwh for spec in specs])
+            degradation = float((bank.e_charged_kwh + bank.e_discharged_kwh) @ cost)
+            eta = float((bank.capacity_kwh / bank.capacity_kwh.sum()) @ bank.eta_discharge)
+        grid = site.grid
+        kpis = compute_kpis(
+            sim.recorder.frame(),
+            step_s=dt,
+            tariff=site.tariff,
+            tz=site.site_info.tz,
+            sessions_needed_kwh=np.asarray(site.sessions.e_needed_kwh)[within],
+            sessions_delivered_kwh=delivered[within],
+            sessions_rejected=sim.session_rejected[within],
+            battery_throughput_kwh=bank.throughput_kwh,
+            battery_energy_change_kwh=balance["battery_stored_end_kwh"]
+            - balance["battery_stored_start_kwh"],
+            energy_balance_error_kwh=balance["error_kwh"],
+            import_limit_kw=site.site_info.import_limit_kw,
+            export_limit_kw=site.site_info.export_limit_kw,
+            voltage_limits_pu=grid.voltage_limits_pu if grid else (0.95, 1.05),
+            loading_limit_pct=grid.loading_limit_pct if grid else 100.0,
+            unmet_penalty_per_kwh=site.scenario.spec.tariff.unmet_energy_penalty_per_kwh,
+            degradation_cost=degradation,
+            battery_eta_discharge=eta,
+            extra=self.controller.stats(),
+        )
+        kpis["currency"] = site.tariff.currency
+        return kpis
+
+
+class SiteDispatchEnv(SiteEnv):
+    """Dispatch a site's battery and its EV charging as one aggregate.
+
+    ## Description
+
+    The site of a scenario YAML (chargers with EVs, batteries, PV, building loads, optionally on a
+    simulated feeder) runs in the real simulator. At each control instant (the scenario's
+    ``controller.period``, 15 min in the shipped scenarios) the agent sets the battery power and
+    one EV power level shared among the plugged EVs; the simulator runs to the next control
+    instant. An episode is one window (``episode_length``, default one day) of the scenario's
+    horizon, built once per environment.
+
+    ## Action Space
+
+    ``Box(-1, 1, (2,), float32)``:
+
+    | Num | Action | Meaning |
+    |-----|--------|---------|
+    | 0 | battery | ``a >= 0``: charge at ``a`` x summed charge limit; ``a < 0``: discharge at ``|a|`` x summed discharge limit [kW] |
+    | 1 | ev_level | ``f = (a + 1) / 2`` of the occupied chargers' summed rating [kW], shared among plugged EVs by what each can take |
+
+    Infeasible requests are projected onto the device limits without a solver (battery range
+    from the SOC window and power limits, EV power from ratings, vehicle limits, taper and
+    remaining need); ``info`` reports requested and applied power (see
+    :mod:`qubit_sim.rl.actions`). The devices receive the applied setpoints rounded as on the
+    wire (0.1 W charger limits, 1 W battery setpoints). Setpoints hold until the next control
+    instant; an EV that plugs in between two (physics step shorter than the control period)
+    waits for the next one.
+
+    ## Observation Space
+
+    ``Box(float32)`` of ``18 + 3 * lookahead_h`` normalised features (36 with the default
+    ``lookahead_h=6``). ``P`` = :attr:`power_scale_kw` (summed charger ratings + battery charge
+    limits + peak building load + peak PV [kW]); ``R`` = summed charger ratings [kW]; prices and
+    carbon are divided by their horizon maximum. Times are local (the site's time zone).
+
+    | Num | Feature | Value | Range |
+    |-----|---------|-------|-------|
+    | 0-1 | hour_sin, hour_cos | sin/cos(2 pi hour / 24) [-] | [-1, 1] |
+    | 2-3 | weekday_sin, weekday_cos | sin/cos(2 pi weekday / 7), Monday 0 [-] | [-1, 1] |
+    | 4 | price | import price now / max price [-] | [-1, 1] |
+    | 5..4+H | price_h1..price_hH | mean import price in hour h ahead / max price [-] | [-1, 1] |
+    | 5+H | carbon | grid carbon intensity now / max [-] | [-1, 1] |
+    | 6+H | load | building load now / P [kW/kW] | [-10, 10] |
+    | 7+H..6+2H | load_h1..load_hH | mean load in hour h ahead / P (oracle or L2 forecast) | [-10, 10] |
+    | 7+2H | pv | available PV now / P [kW/kW] | [-10, 10] |
+    | 8+2H..7+3H | pv_h1..pv_hH | mean available PV in hour h ahead / P (oracle or L2) | [-10, 10] |
+    | 8+3H | episode_progress | control instants done / per episode [-] | [0, 1] |
+    | 9+3H | battery_soc | capacity-weighted SOC of all batteries [-] (0 without) | [0, 1] |
+    | 10+3H | ev_occupancy | occupied chargers / chargers [-] | [0, 1] |
+    | 11+3H | ev_need | energy the plugged EVs still need / (R x 24 h) [kWh/kWh] | [0, 10] |
+    | 12+3H | ev_power_available | power the plugged EVs can take now / R [kW/kW] | [0, 1] |
+    | 13+3H | ev_time_left | mean time to departure of plugged EVs [days] | [0, 30] |
+    | 14+3H | ev_power_required | sum of need / time to departure / R [kW/kW] | [0, 10] |
+    | 15+3H | site_power_prev | mean site power over the last period / P (load convention) | [-10, 10] |
+    | 16+3H | peak_so_far | billing-period peak of window-mean import / P [kW/kW] | [0, 10] |
+    | 17+3H | site_voltage | (site-bus voltage of the last power flow - 1 p.u.) / 0.05 p.u.; 0 without a power flow | [-10, 10] |
+
+    (``H = lookahead_h``.) :attr:`observation_names` lists them.
+
+    ## Rewards
+
+    Minus the cost of the period (see :mod:`qubit_sim.rl.reward`): energy cost net of export
+    credit, demand-charge increment (billing-period peak increase x demand charge), carbon price x
+    emissions, unmet-energy penalty for EVs leaving (and, at the episode end, for those still
+    plugged), and voltage/overload penalties when a feeder is simulated; each term is in ``info``
+    (``cost_energy``, ``cost_demand``, ``cost_carbon``, ``cost_unmet``, ``cost_grid``), and
+    ``reward == -reward_scale * sum`` of them. Prices come from the scenario's ``tariff``; the
+    other weights from the tariff or the arguments below.
+
+    ## Starting State
+
+    The episode's window of the horizon: batteries at their ``soc_initial``, EVs present at the
+    window start plugged in with their arrival state.
+
+    ## Episode End
+
+    Truncation after ``episode_length`` (never termination). ``reset(seed=...)`` draws the block
+    from the split with the env's RNG: the same seed gives the same trajectory for the same
+    actions.
+
+    ## Arguments
+
+    | Parameter | Default | Description |
+    |-----------|---------|-------------|
+    | ``scenario`` | required | scenario YAML path (or pass a built ``horizon=``) |
+    | ``episode_length`` | ``"1d"`` | episode length, a multiple of the control period |
+    | ``split`` | ``"train"`` | blocks to draw episodes from: ``"train"``, ``"test"``, ``"all"`` (``reset(options={"split": ...})`` too) |
+    | ``test_fraction`` / ``split_seed`` | 0.2 / 0 | the fixed train/test split of blocks |
+    | ``start_offset`` | 0 | where blocks start after the scenario start (e.g. ``"12h"``) |
+    | ``forecast`` | ``"oracle"`` | load/PV look-ahead: true future, or ``"l2"`` forecasters |
+    | ``lookahead_h`` | 6 | hourly look-ahead buckets of price, load and PV |
+    | ``power_flow`` | ``None`` | ``None`` as in the scenario; ``False`` turns it off |
+    | ``scenario_seed`` / ``overrides`` | ``None`` | scenario seed; nested values merged over the YAML |
+    | ``carbon_price_per_kg`` | 0.0 | carbon price [currency/kg CO2] |
+    | ``demand_charge_per_kw`` / ``unmet_penalty_per_kwh`` | tariff | override the tariff's |
+    | ``voltage_penalty_per_pu_h`` / ``overload_penalty_per_pct_h`` | 1000 / 1 | grid penalties |
+    | ``reward_scale`` | 1.0 | reward = -reward_scale x cost |
+
+    ```python
+    import gymnasium, qubit_sim.rl  # importing qubit_sim.rl registers the ids
+    env = gymnasium.make("qubit_sim/SiteDispatch-v0", scenario="scenarios/workplace_pv_battery.yaml")
+    obs, info = env.reset(seed=0)
+    ```
+    """
+
+    kind = "site_dispatch"
+
+
+class ChargerFleetEnv(SiteEnv):
+    """Set one power limit per charger, plus the battery.
+
+    ## Description
+
+    As :class:`SiteDispatchEnv`, but the agent limits every charger separately.
+
+    ## Action Space
+
+    ``Box(-1, 1, (1 + n_chargers,), float32)``: action 0 is the battery (as in
+    :class:`SiteDispatchEnv`); action ``1 + i`` gives charger ``i`` the limit
+    ``(a + 1) / 2`` x its rating [kW], capped at what its EV can take now (ratings, vehicle limit,
+    taper, remaining need). ``info["charger_kw_requested"]`` / ``["charger_kw_applied"]`` report
+    the projection per charger.
+
+    ## Observation Space
+
+    The :class:`SiteDispatchEnv` features (``18 + 3 H``), then four blocks of one value per
+    charger (``n`` chargers, in ``SiteInfo.charger_ids`` order):
+
+    | Block | Feature | Value | Range |
+    |-------|---------|-------|-------|
+    | 1 | occupied_<id> | EV plugged in (1) or not (0) [-] | [0, 1] |
+    | 2 | need_<id> | energy its EV still needs / (rating x 24 h) [kWh/kWh] | [0, 10] |
+    | 3 | time_left_<id> | time to its EV's departure [days]; 0 when empty | [0, 30] |
+    | 4 | power_available_<id> | power its EV can take now / rating [kW/kW] | [0, 1] |
+
+    ## Rewards
+
+    As :class:`SiteDispatchEnv`.
+
+    ## Episode End
+
+    As :class:`SiteDispatchEnv`.
+
+    ## Arguments
+
+    As :class:`SiteDispatchEnv`.
+    """
+
+    kind = "charger_fleet"

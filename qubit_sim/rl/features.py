@@ -1,0 +1,161 @@
+"""Observation vector of the environments: names, bounds and the state features.
+
+An observation is ``[exogenous | state | per charger]``:
+
+* exogenous features (time, price, carbon, load and PV with their look-ahead) come precomputed
+  per step from :class:`~qubit_sim.rl.horizon.Horizon`;
+* state features (battery, EVs, site meter, feeder voltage) are computed here from the device
+  arrays, for ``N`` sites at once (the single environment passes ``N = 1``);
+* the charger-fleet environment appends four blocks of one value per charger.
+
+Every value is clipped to the bounds of its feature (see :meth:`ObservationLayout.bounds`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["CHARGER_FEATURES", "STATE_FEATURES", "ObservationLayout"]
+
+DAY_S = 86400.0
+
+#: State features, in order.
+STATE_FEATURES = (
+    "episode_progress",
+    "battery_soc",
+    "ev_occupancy",
+    "ev_need",
+    "ev_power_available",
+    "ev_time_left",
+    "ev_power_required",
+    "site_power_prev",
+    "peak_so_far",
+    "site_voltage",
+)
+#: Per-charger feature blocks of the charger-fleet environment, in order.
+CHARGER_FEATURES = ("occupied", "need", "time_left", "power_available")
+
+_STATE_BOUNDS = {
+    "episode_progress": (0.0, 1.0),
+    "battery_soc": (0.0, 1.0),
+    "ev_occupancy": (0.0, 1.0),
+    "ev_need": (0.0, 10.0),
+    "ev_power_available": (0.0, 1.0),
+    "ev_time_left": (0.0, 30.0),
+    "ev_power_required": (0.0, 10.0),
+    "site_power_prev": (-10.0, 10.0),
+    "peak_so_far": (0.0, 10.0),
+    "site_voltage": (-10.0, 10.0),
+}
+_CHARGER_BOUNDS = {
+    "occupied": (0.0, 1.0),
+    "need": (0.0, 10.0),
+    "time_left": (0.0, 30.0),
+    "power_available": (0.0, 1.0),
+}
+
+
+def _exo_bounds(name: str) -> tuple[float, float]:
+    if name.startswith(("hour", "weekday", "price", "carbon")):
+        return -1.0, 1.0
+    return -10.0, 10.0
+
+
+class ObservationLayout:
+    """Names, bounds and state features of one environment's observation.
+
+    Args:
+        horizon: The :class:`~qubit_sim.rl.horizon.Horizon`.
+        per_charger: Append the per-charger blocks.
+    """
+
+    def __init__(self, horizon: Any, per_charger: bool) -> None:
+        site = horizon.site
+        self.per_charger = per_charger
+        self.n_exo = len(horizon.exo_names)
+        self.n_chargers = site.fleet.n
+        names = list(horizon.exo_names) + list(STATE_FEATURES)
+        bounds = [_exo_bounds(name) for name in horizon.exo_names]
+        bounds += [_STATE_BOUNDS[name] for name in STATE_FEATURES]
+        if per_charger:
+            for feature in CHARGER_FEATURES:
+                names += [f"{feature}_{cid}" for cid in site.fleet.ids]
+                bounds += [_CHARGER_BOUNDS[feature]] * self.n_chargers
+        self.names = names
+        self.low = np.array([b[0] for b in bounds])
+        self.high = np.array([b[1] for b in bounds])
+        self.size = len(names)
+        self.dt_h = horizon.dt / 3600.0
+        self.episode_steps = horizon.episode_steps
+        self.rated_kw = site.fleet.rated_kw.copy()
+        self._rated_day = np.maximum(self.rated_kw, 1e-9) * 24.0
+        self._rated_safe = np.maximum(self.rated_kw, 1e-9)
+        self._rated_total = max(float(self.rated_kw.sum()), 1e-9)
+        self.capacity_kwh = site.batteries.capacity_kwh.copy()
+        self._capacity_total = float(self.capacity_kwh.sum())
+        self.power_scale_kw = horizon.power_scale_kw
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(low, high)`` of every feature, float32."""
+        return self.low.astype(np.float32), self.high.astype(np.float32)
+
+    def fill_state(
+        self,
+        out: np.ndarray,
+        k: int,
+        t_s: np.ndarray,
+        battery_soc: np.ndarray,
+        connected: np.ndarray,
+        e_needed_kwh: np.ndarray,
+        departure_s: np.ndarray,
+        ev_max_kw: np.ndarray,
+        site_prev_kw: np.ndarray,
+        peak_kw: np.ndarray,
+        voltage_pu: np.ndarray,
+    ) -> None:
+        """Write the state (and per-charger) features of ``N`` sites into ``out``.
+
+        Args:
+            out: ``(N, size - n_exo)`` slice of the observation rows.
+            k: Episode step (the same for every site).
+            t_s: Time since the episode start per site ``(N,)`` [s].
+            battery_soc: ``(N, B)`` [-].
+            connected / e_needed_kwh / departure_s / ev_max_kw: Charger arrays ``(N, C)``
+                (EV-side need [kWh], departure [s] or -1, grid-side max power [kW]).
+            site_prev_kw: Mean site power over the last control period ``(N,)`` [kW].
+            peak_kw: Billing-period peak so far ``(N,)`` [kW].
+            voltage_pu: Site-bus voltage of the last power flow ``(N,)`` [p.u.]; 1.0 without one
+                (the feature is then 0).
+        """
+        total = np.add.reduce
+        inv_scale = 1.0 / self.power_scale_kw
+        out[:, 0] = k / self.episode_steps
+        if self._capacity_total > 0:
+            out[:, 1] = total(battery_soc * self.capacity_kwh, -1) / self._capacity_total
+        else:
+            out[:, 1] = 0.0
+        n_connected = total(connected, -1)
+        out[:, 2] = n_connected / max(self.n_chargers, 1)
+        out[:, 3] = total(e_needed_kwh, -1) / (self._rated_total * 24.0)
+        out[:, 4] = total(ev_max_kw, -1) / self._rated_total
+        # Empty chargers hold departure -1 and no need: masked here, zero in the sums.
+        hours_left = (departure_s - t_s[:, None]) * connected / 3600.0
+        out[:, 5] = total(hours_left, -1) / (np.maximum(n_connected, 1) * 24.0)
+        out[:, 6] = total(e_needed_kwh / np.maximum(hours_left, self.dt_h), -1) / self._rated_total
+        out[:, 7] = site_prev_kw * inv_scale
+        out[:, 8] = peak_kw * inv_scale
+        out[:, 9] = (voltage_pu - 1.0) / 0.05
+        if self.per_charger:
+            n = self.n_chargers
+            base = len(STATE_FEATURES)
+            out[:, base : base + n] = connected
+            out[:, base + n : base + 2 * n] = e_needed_kwh / self._rated_day
+            out[:, base + 2 * n : base + 3 * n] = hours_left / 24.0
+            out[:, base + 3 * n : base + 4 * n] = ev_max_kw / self._rated_safe
+
+    def finish(self, raw: np.ndarray) -> np.ndarray:
+        """Clip ``raw`` rows to the bounds (in place) and return them as a new float32 array."""
+        np.minimum(np.maximum(raw, self.low, out=raw), self.high, out=raw)
+        return raw.astype(np.float32)
