@@ -278,7 +278,24 @@ class FleetCharger:
         self._d._update_charger(self.i)
 
 
-class BankBattery:
+class _AcTerminal:
+    """Voltage and frequency at a DER's AC terminal, as its SunSpec model reports them."""
+
+    _d: SiteDevices
+
+    @property
+    def voltage_v(self) -> float:
+        """AC line-to-neutral voltage [V]: nominal times the site-bus voltage."""
+        pu = self._d.voltage_pu
+        return _BATTERY_VOLTAGE_V * (pu if math.isfinite(pu) else 1.0)
+
+    @property
+    def frequency_hz(self) -> float:
+        """Grid frequency [Hz] (nominal)."""
+        return _NOMINAL_HZ
+
+
+class BankBattery(_AcTerminal):
     """Battery ``j`` of the bank as a :class:`BatteryDevice`."""
 
     def __init__(self, devices: SiteDevices, j: int) -> None:
@@ -322,17 +339,6 @@ class BankBattery:
         return float(self._bank.soc_max[self.j])
 
     @property
-    def voltage_v(self) -> float:
-        """AC line-to-neutral voltage [V]: nominal times the site-bus voltage."""
-        pu = self._d.voltage_pu
-        return _BATTERY_VOLTAGE_V * (pu if math.isfinite(pu) else 1.0)
-
-    @property
-    def frequency_hz(self) -> float:
-        """Grid frequency [Hz] (nominal)."""
-        return _NOMINAL_HZ
-
-    @property
     def e_charged_kwh(self) -> float:
         """AC energy charged so far [kWh]."""
         return float(self._bank.e_charged_kwh[self.j])
@@ -372,7 +378,7 @@ class BankBattery:
         d.battery_setpoint_kw[j] = d.battery_requested_kw[j] if enabled else 0.0
 
 
-class PlantPv:
+class PlantPv(_AcTerminal):
     """PV plant ``j`` as a :class:`PvDevice`."""
 
     def __init__(self, devices: SiteDevices, j: int) -> None:
@@ -400,17 +406,6 @@ class PlantPv:
     def inverter_kw(self) -> float:
         """Inverter AC rating [kW]."""
         return float(self._d.pv_inverter_kw[self.j])
-
-    @property
-    def voltage_v(self) -> float:
-        """AC line-to-neutral voltage [V]: nominal times the site-bus voltage."""
-        pu = self._d.voltage_pu
-        return _BATTERY_VOLTAGE_V * (pu if math.isfinite(pu) else 1.0)
-
-    @property
-    def frequency_hz(self) -> float:
-        """Grid frequency [Hz] (nominal)."""
-        return _NOMINAL_HZ
 
     @property
     def e_produced_kwh(self) -> float:
