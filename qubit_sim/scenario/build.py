@@ -6,6 +6,7 @@ collected, and raised as one :class:`~qubit_sim.errors.ScenarioError`, like the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -192,41 +193,35 @@ def build_site(
             columns[key].append(float(getattr(battery, key)))
     batteries = BatteryBank(battery_ids, **{k: np.array(v) for k, v in columns.items()})
 
-    # PV
-    pv_ids: list[str] = []
-    pv_columns: list[np.ndarray] = []
-    pv_bus: list[int] = []
-    for index, plant in enumerate(spec.assets.pv):
-        ids = _ids("pv", plant.id, plant.count, used)
-        try:
-            power = _pv_power(loaded, plant, times)
-        except QubitSimError as exc:
-            issues.add(("assets", "pv", index, "weather"), str(exc))
-            power = np.zeros(len(times))
-        buses = list(plant.buses) if plant.buses else [plant.bus]
-        for j, pid in enumerate(ids):
-            pv_ids.append(pid)
-            pv_columns.append(power)
-            pv_bus.append(bus_position(("assets", "pv", index, "bus"), buses[j % len(buses)]))
-    pv_available = np.column_stack(pv_columns) if pv_columns else np.zeros((len(times), 0))
+    def profiled_group(
+        section: str, prefix: str, field: str, power_of: Callable[[Any], np.ndarray]
+    ) -> tuple[list[str], np.ndarray, list[int]]:
+        """Devices of a section whose power is a precomputed series (PV plants, loads)."""
+        ids_out: list[str] = []
+        series: list[np.ndarray] = []
+        positions: list[int] = []
+        for index, entry in enumerate(getattr(spec.assets, section)):
+            ids = _ids(prefix, entry.id, entry.count, used)
+            try:
+                power = power_of(entry)
+            except QubitSimError as exc:
+                issues.add(("assets", section, index, field), str(exc))
+                power = np.zeros(len(times))
+            buses = list(entry.buses) if entry.buses else [entry.bus]
+            for j, device_id in enumerate(ids):
+                ids_out.append(device_id)
+                series.append(power)
+                loc = ("assets", section, index, "bus")
+                positions.append(bus_position(loc, buses[j % len(buses)]))
+        stacked = np.column_stack(series) if series else np.zeros((len(times), 0))
+        return ids_out, stacked, positions
 
-    # Loads
-    load_ids: list[str] = []
-    load_columns: list[np.ndarray] = []
-    load_bus: list[int] = []
-    for index, load in enumerate(spec.assets.loads):
-        ids = _ids("load", load.id, load.count, used)
-        try:
-            power = _load_power(loaded, load, times)
-        except QubitSimError as exc:
-            issues.add(("assets", "loads", index, "profile"), str(exc))
-            power = np.zeros(len(times))
-        buses = list(load.buses) if load.buses else [load.bus]
-        for j, lid in enumerate(ids):
-            load_ids.append(lid)
-            load_columns.append(power)
-            load_bus.append(bus_position(("assets", "loads", index, "bus"), buses[j % len(buses)]))
-    load_kw = np.column_stack(load_columns) if load_columns else np.zeros((len(times), 0))
+    pv_ids, pv_available, pv_bus = profiled_group(
+        "pv", "pv", "weather", lambda plant: _pv_power(loaded, plant, times)
+    )
+    load_ids, load_kw, load_bus = profiled_group(
+        "loads", "load", "profile", lambda load: _load_power(loaded, load, times)
+    )
 
     # Tariff and carbon
     tariff, prices, export_prices, carbon = _tariff(loaded, times, issues)
