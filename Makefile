@@ -22,6 +22,7 @@ run: setup
 
 lint: setup
 	$(VENV)/bin/ruff check qubit_sim tests benchmarks
+	$(VENV)/bin/mypy qubit_sim
 
 test: setup lint
 	$(PY) -m pytest $(PYTEST_ARGS) --nbmake tests notebooks
