@@ -158,6 +158,8 @@ class Controller:
     """
 
     name: str = "controller"
+    #: Route setpoints through Qubit L4 coordination (commands, lifecycle, events) in fast runs.
+    uses_coordination: bool = False
 
     def reset(self, site: SiteInfo, rng: np.random.Generator) -> None:
         self.site = site

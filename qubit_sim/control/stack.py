@@ -62,6 +62,9 @@ def _positive_int(name: str, key: str, value: Any) -> int:
 class _StackController(Controller):
     """Shared machinery: slot bookkeeping, setpoint holding and timing statistics."""
 
+    uses_coordination = True
+    """Setpoints reach the devices as Qubit L4 commands (:mod:`qubit_sim.scenario.coordination`)."""
+
     def __init__(self, slot_s: int | str = 900) -> None:
         self.slot_s = _seconds(self.name, "slot_s", slot_s)
 

@@ -29,7 +29,9 @@ from qubit_sim.core.engine import PRIORITY_DEPARTURE, Engine
 from qubit_sim.core.recorder import Recorder
 from qubit_sim.errors import ControllerError, SimulationError
 from qubit_sim.scenario.build import SiteModel
+from qubit_sim.scenario.coordination import Coordinator, LinkWrapper, site_id_for
 from qubit_sim.scenario.devices import held_setpoints, site_devices
+from qubit_sim.stack.coordinate import CoordinatorConfig
 from qubit_sim.twins.links import SetpointRouter
 
 __all__ = ["Simulation"]
@@ -68,6 +70,17 @@ class Simulation:
         timeseries_path: Parquet file to stream rows to (``None``: memory only).
         events_path: JSON-lines file for events (``None``: keep in memory).
         progress: Called with steps done.
+        coordination: Route setpoints through Qubit L4 coordination
+            (:mod:`qubit_sim.scenario.coordination`); ``None`` follows the controller's
+            ``uses_coordination``. Only the in-process setpoint path coordinates: a subclass
+            that overrides :meth:`_apply_setpoints` keeps its own path.
+        link_wrapper: ``(asset_id, link) -> link`` wrapping each device's L4 link (fault
+            injection).
+        coordinator_config: L4 settings (default: Qubit defaults).
+
+    Attributes:
+        coordinator: The L4 :class:`~qubit_sim.scenario.coordination.Coordinator`, or ``None``
+            when setpoints go straight to the devices.
     """
 
     def __init__(
@@ -76,6 +89,10 @@ class Simulation:
         timeseries_path: Path | None = None,
         events_path: Path | None = None,
         progress: Callable[[int], None] | None = None,
+        *,
+        coordination: bool | None = None,
+        link_wrapper: LinkWrapper | None = None,
+        coordinator_config: CoordinatorConfig | None = None,
     ) -> None:
         self.site = site
         clock = site.clock
@@ -128,6 +145,20 @@ class Simulation:
         self.router = SetpointRouter(self.devices)
         self._held = held_setpoints(self.devices)
         self.setpoints = self._held
+        self.coordinator: Coordinator | None = None
+        if coordination is None:
+            coordination = bool(getattr(self.controller, "uses_coordination", False))
+        if coordination and type(self)._apply_setpoints is Simulation._apply_setpoints:
+            self.coordinator = Coordinator(
+                self.router,
+                self.engine,
+                clock.to_utc(0),
+                clock.duration_s,
+                self._write_record,
+                site_id=site_id_for(site.scenario.name),
+                config=coordinator_config,
+                link_wrapper=link_wrapper,
+            )
         self._schedule_sessions()
         info = replace(info, oracle=self._oracle())
         self.controller.reset(info, site.rng.generator("controller"))
@@ -206,6 +237,10 @@ class Simulation:
         record = {"t_s": self.engine.now_s, "time": self.site.clock.iso(self.engine.now_s)}
         record["type"] = kind
         record.update(data)
+        self._write_record(record)
+
+    def _write_record(self, record: dict[str, Any]) -> None:
+        """Append one event record (JSON line) to the run's events."""
         if self._events_file is not None:
             self._events_file.write(json.dumps(record) + "\n")
         else:
@@ -250,6 +285,8 @@ class Simulation:
             e_needed_kwh=round(float(sessions.e_needed_kwh[s]), 6),
             departure=self.site.clock.iso(depart),
         )
+        if self.coordinator is not None:
+            self.coordinator.plugged(charger)
         if depart < self.site.clock.duration_s:
             self.engine.at(depart, lambda: self._depart(charger, s), PRIORITY_DEPARTURE)
 
@@ -276,6 +313,8 @@ class Simulation:
             meter_stop_wh=int(self.session_meter_stop_wh[s]),
         )
         fleet.unplug(charger)
+        if self.coordinator is not None:
+            self.coordinator.unplugged(charger)
 
     # ------------------------------------------------------------------- step
     def _control(self, k: int) -> None:
@@ -309,9 +348,19 @@ class Simulation:
         """Deliver ``setpoints`` to the devices and return the limits they now hold.
 
         Here through in-process links that round as the wire does (``mode: fast``); a subclass
-        sends them over real protocols instead. Only changed values are delivered.
+        sends them over real protocols instead. Only changed values are delivered. With
+        coordination, the changes become L4 commands (PV caps stay direct).
         """
-        self.router.apply_direct(setpoints.charger_kw, setpoints.battery_kw, setpoints.pv_limit_kw)
+        if self.coordinator is None:
+            self.router.apply_direct(
+                setpoints.charger_kw, setpoints.battery_kw, setpoints.pv_limit_kw
+            )
+        else:
+            self.coordinator.apply(
+                self.router.changes(
+                    setpoints.charger_kw, setpoints.battery_kw, setpoints.pv_limit_kw
+                )
+            )
         return self._held
 
     def _check_setpoints(self, setpoints: Setpoints) -> None:
@@ -456,7 +505,7 @@ class Simulation:
         else:
             powers = np.concatenate((ev_p, battery_p, pv_p, load_p))
             site_p[:] = np.bincount(self._pf_device_bus, powers, minlength=len(site_p))
-        first = col + len(GRID_COLUMNS)
+        first = col + 7  # after GRID_COLUMNS
         vm = row[first : first + self._pf_n_bus] if self._pf_record else self._pf_vm
         summary = self._pf_flow.step(self._pf_block[offset], site_p, vm)
         self._site_v = site_v = float(vm[self._pf_site_index])
