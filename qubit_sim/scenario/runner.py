@@ -25,12 +25,16 @@ __all__ = ["default_out_dir", "run", "run_loaded"]
 _MODES = ("fast", "wire")
 
 
-def _simulation_class(mode: str) -> type[Simulation]:
+def _simulation_class(mode: str, faults: bool) -> type[Simulation]:
     if mode == "wire":
         # Protocol libraries and sockets only for runs that use them.
         from qubit_sim.scenario.wire import WireSimulation
 
         return WireSimulation
+    if faults:
+        from qubit_sim.scenario.faults import FaultedSimulation
+
+        return FaultedSimulation
     return Simulation
 
 
@@ -150,7 +154,7 @@ def run_loaded(
     write_json(folder / "manifest.json", manifest)
 
     total = site.clock.n_steps
-    sim = _simulation_class(run_mode)(
+    sim = _simulation_class(run_mode, bool(loaded.spec.faults))(
         site,
         timeseries_path=folder / "timeseries.parquet",
         events_path=folder / "events.jsonl",

@@ -17,16 +17,26 @@ from qubit_sim.core.clock import parse_duration
 __all__ = [
     "BatterySpec",
     "CarbonSpec",
+    "ChargePointCredential",
     "ChargerSpec",
     "ControllerSpec",
+    "DeviceFaultSpec",
+    "DeviceFraction",
     "EnergyRateSpec",
     "EvSpec",
+    "FaultSpec",
     "GridConnection",
     "GridSpec",
+    "LatencySpec",
+    "LinkDropSpec",
     "LoadSpec",
     "Location",
+    "MessageLossSpec",
+    "MeterFreezeSpec",
+    "ModbusTimeoutSpec",
     "PopulationSpec",
     "PvSpec",
+    "RealtimeSpec",
     "Scenario",
     "SiteSpec",
     "TariffSpec",
@@ -112,7 +122,9 @@ class GridSpec(_Model):
 
     network: str = Field(description="simbench code, or 'pandapower:<network function>'")
     site_bus: Bus = Field(description="bus of the site's connection point (index or name)")
-    background: bool = Field(default=True, description="drive the feeder's own loads/PV by profiles")
+    background: bool = Field(
+        default=True, description="drive the feeder's own loads/PV by profiles"
+    )
     background_scale: float = Field(default=1.0, ge=0)
     power_flow: bool = True
     voltage_limits_pu: tuple[float, float] = (0.95, 1.05)
@@ -276,9 +288,7 @@ class CarbonSpec(_Model):
 
     @model_validator(mode="after")
     def _one(self) -> CarbonSpec:
-        given = [
-            x is not None for x in (self.constant_g_per_kwh, self.hourly_g_per_kwh, self.csv)
-        ]
+        given = [x is not None for x in (self.constant_g_per_kwh, self.hourly_g_per_kwh, self.csv)]
         if sum(given) != 1:
             raise ValueError("give exactly one of constant_g_per_kwh, hourly_g_per_kwh or csv")
         if self.hourly_g_per_kwh is not None and len(self.hourly_g_per_kwh) != 24:
@@ -313,6 +323,126 @@ class ControllerSpec(_Model):
         return None if value is None else _duration(value)
 
 
+class DeviceFraction(_Model):
+    """A share of the site's chargers, drawn once per run from the ``faults`` random stream."""
+
+    fraction: float = Field(gt=0, le=1, description="share of the chargers (at least one)")
+
+
+class _Window(_Model):
+    """When a fault acts: ``count`` windows of ``duration`` (none: to the end), the first at ``at``."""
+
+    at: Duration = 0
+    duration: Duration | None = None
+    repeat_every: Duration | None = None
+    count: int = Field(default=1, ge=1)
+
+    @field_validator("at", "duration", "repeat_every", mode="before")
+    @classmethod
+    def _parse_duration(cls, value: Any) -> int | None:
+        return None if value is None else _duration(value)
+
+    @model_validator(mode="after")
+    def _windows(self) -> _Window:
+        if self.duration is not None and self.duration <= 0:
+            raise ValueError(f"duration must be positive, found {self.duration} s")
+        if self.count > 1 and (self.repeat_every is None or self.duration is None):
+            raise ValueError(
+                f"count is {self.count}: give repeat_every and duration (e.g. '2h', '10min')"
+            )
+        if (
+            self.repeat_every is not None
+            and self.duration is not None
+            and self.repeat_every < self.duration
+        ):
+            raise ValueError(
+                f"repeat_every ({self.repeat_every} s) must be at least the duration "
+                f"({self.duration} s): windows of one fault entry may not overlap"
+            )
+        return self
+
+
+class LinkDropSpec(_Window):
+    """Charger websockets closed and refused for each window (disconnect storms)."""
+
+    kind: Literal["link_drop"]
+    devices: list[str] | DeviceFraction = Field(description="charger ids, or {fraction: x}")
+
+
+class LatencySpec(_Window):
+    """Extra delay on every message of the devices' links."""
+
+    kind: Literal["latency"]
+    devices: list[str] | DeviceFraction
+    delay: Duration
+
+    @field_validator("delay", mode="before")
+    @classmethod
+    def _parse_delay(cls, value: Any) -> int:
+        return _duration(value)
+
+
+class MessageLossSpec(_Window):
+    """Each message of the devices' links lost with a probability."""
+
+    kind: Literal["message_loss"]
+    devices: list[str] | DeviceFraction
+    probability: float = Field(gt=0, le=1)
+
+
+class DeviceFaultSpec(_Window):
+    """The device faults (OCPP ``Faulted`` / SunSpec alarm) and delivers no power meanwhile."""
+
+    kind: Literal["device_fault"]
+    device: str
+
+
+class ModbusTimeoutSpec(_Window):
+    """A SunSpec server stops answering."""
+
+    kind: Literal["modbus_timeout"]
+    device: str
+
+
+class MeterFreezeSpec(_Window):
+    """A device's meter readings stop changing."""
+
+    kind: Literal["meter_freeze"]
+    device: str
+
+
+FaultSpec = Annotated[
+    LinkDropSpec
+    | LatencySpec
+    | MessageLossSpec
+    | DeviceFaultSpec
+    | ModbusTimeoutSpec
+    | MeterFreezeSpec,
+    Field(discriminator="kind"),
+]
+
+
+class ChargePointCredential(_Model):
+    """A charge point that is not a twin, allowed to join the stack's CSMS (security profile 1)."""
+
+    identity: str = Field(pattern=r"^[A-Za-z0-9._:*+|@-]{1,48}$")
+    password: str = Field(min_length=16, max_length=40, description="HTTP basic auth password")
+
+
+class RealtimeSpec(_Model):
+    """``mode: realtime`` / ``qubit-sim serve``: twins on the wall clock, reachable from outside."""
+
+    factor: float = Field(default=1.0, gt=0, description="simulated seconds per wall second")
+    host: str = "127.0.0.1"
+    csms_port: int = Field(default=9000, ge=0, le=65535, description="0 picks a free port")
+    csms_url: str | None = Field(
+        default=None, description="external CSMS the charger twins connect to instead"
+    )
+    modbus_base_port: int = Field(default=5020, ge=0, le=65535, description="+ device index")
+    lag: Literal["warn", "strict"] | float = "warn"
+    charge_points: list[ChargePointCredential] = []
+
+
 class Scenario(_Model):
     """A whole scenario file."""
 
@@ -322,7 +452,9 @@ class Scenario(_Model):
     evs: EvSpec | None = None
     tariff: TariffSpec = TariffSpec()
     controller: ControllerSpec = ControllerSpec()
-    mode: Literal["fast", "wire"] = "fast"
+    mode: Literal["fast", "wire", "realtime"] = "fast"
+    realtime: RealtimeSpec = RealtimeSpec()
+    faults: list[FaultSpec] = []
 
     @model_validator(mode="after")
     def _cross(self) -> Scenario:

@@ -24,6 +24,10 @@ already runs an event loop (a notebook).
 
 ``fast`` and ``wire`` give identical results: both hand the devices the same rounded numbers
 (:mod:`qubit_sim.twins.quantize`), and the physics reads only what the devices hold.
+
+Faults (:mod:`qubit_sim.scenario.faults`) act on the sockets at step starts, before the twins
+tick: a ``link_drop`` closes the charge point's websocket and the CSMS refuses its reconnection
+attempts until the window ends; setpoints for a charger whose link is down are not delivered.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import math
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,6 +47,7 @@ from qubit_sim.errors import ProtocolError
 from qubit_sim.protocols.csms import Csms, OcppLink
 from qubit_sim.protocols.modbus_link import ModbusLink
 from qubit_sim.scenario.build import SiteModel
+from qubit_sim.scenario.faults import log_fault_transitions, plan_faults, withhold_unreachable
 from qubit_sim.scenario.simulation import Simulation
 from qubit_sim.twins.fleet_devices import BankBattery, PlantPv
 from qubit_sim.twins.links import SetpointChanges
@@ -102,6 +108,21 @@ class _LoopThread:
             self.loop.close()
 
 
+class _FaultableCsms(Csms):
+    """The stack's CSMS, able to refuse chosen identities (a link held down by a fault)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Identities whose connection attempts are refused with HTTP 503.
+        self.blocked: set[str] = set()
+
+    def _process_request(self, connection: Any, request: Any) -> Any:
+        identity = request.path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+        if identity in self.blocked:
+            return self._refuse(connection, HTTPStatus.SERVICE_UNAVAILABLE, "link down (fault)")
+        return super()._process_request(connection, request)
+
+
 class WireSimulation(Simulation):
     """A :class:`Simulation` whose device links are OCPP websockets and Modbus TCP on loopback.
 
@@ -125,6 +146,7 @@ class WireSimulation(Simulation):
         battery_links / pv_links: The stack's :class:`ModbusLink` to each battery / PV plant.
         traffic: Setpoint requests sent: ``ocpp_limits``, ``modbus_setpoints``.
         endpoints: ``(host, port)`` of every listening socket (the CSMS first).
+        faults: The run's :class:`~qubit_sim.scenario.faults.FaultPlan`.
     """
 
     def __init__(
@@ -156,12 +178,17 @@ class WireSimulation(Simulation):
         self.endpoints: list[tuple[str, int]] = []
         self._loop: _LoopThread | None = None
         self._started = False
+        self.faults = plan_faults(site)
 
     # ------------------------------------------------------------------- run
     def run(self) -> None:
         """Run to the end over the sockets; they are closed whatever happens."""
         try:
             super().run()
+            if self._started:
+                end_s = self.engine.now_s
+                log_fault_transitions(self, self.faults, end_s)
+                self._call(self._inject(end_s))  # links come back: queued messages go out
             self._call(self._tick())  # the state at the end of the horizon reaches the CSMS
         finally:
             self.close()
@@ -186,7 +213,7 @@ class WireSimulation(Simulation):
     # ----------------------------------------------------------------- start
     async def _start(self) -> None:
         self._started = True
-        csms = Csms(
+        csms = _FaultableCsms(
             self.host,
             0,
             clock=self._now,
@@ -258,9 +285,30 @@ class WireSimulation(Simulation):
     def _step(self, k: int) -> None:
         if not self._started:
             self._call(self._start())
+        if self.faults:
+            log_fault_transitions(self, self.faults, k * self.dt)
+            self._call(self._inject(k * self.dt))
         self._call(self._tick())
         super()._step(k)
         self.devices.record_step(k, self._curtailing)
+
+    async def _inject(self, t_s: int) -> None:
+        """Act on the sockets for the fault windows that end or start at ``t_s``."""
+        csms = self.csms
+        assert isinstance(csms, _FaultableCsms)
+        for window in self.faults.ending(t_s):
+            csms.blocked.discard(window.device_id)
+        dropped = [w for w in self.faults.starting(t_s) if w.kind == "link_drop"]
+        if not dropped:
+            return
+        csms.blocked.update(w.device_id for w in dropped)
+        await asyncio.gather(*(self.twins[w.index].close() for w in dropped))
+        # Lock-step: the CSMS must have seen every drop before the twins tick again.
+        await csms.wait_until(
+            lambda: not any(csms.is_connected(w.device_id) for w in dropped),
+            self.response_timeout_s,
+            "the CSMS to see the dropped charge points go offline",
+        )
 
     async def _tick(self) -> None:
         devices = self.devices
@@ -282,6 +330,13 @@ class WireSimulation(Simulation):
         changes = self.router.changes(
             setpoints.charger_kw, setpoints.battery_kw, setpoints.pv_limit_kw
         )
+        if changes is not None and self.faults:
+            csms = self.csms
+            assert csms is not None
+            down = self.faults.links_down(self.engine.now_s)
+            # A twin still backing off after its window also cannot be reached.
+            down |= [not csms.is_connected(cp_id) for cp_id in self.fleet.ids]
+            changes = withhold_unreachable(changes, down, self.router)
         if changes is not None:
             self._call(self._send(changes))
         return self._held

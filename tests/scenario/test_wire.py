@@ -93,8 +93,8 @@ def _run(
     sink: list[Simulation] = [] if built is None else built
     original = runner._simulation_class
 
-    def capturing(run_mode: str) -> type[Simulation]:
-        cls = original(run_mode)
+    def capturing(run_mode: str, faults: bool) -> type[Simulation]:
+        cls = original(run_mode, faults)
 
         class Captured(cls):  # type: ignore[valid-type, misc]
             def __init__(self, *args: Any, **kwargs: Any) -> None:
