@@ -465,9 +465,7 @@ def export(
 
     target = out if out is not None else results / "qubit"
     try:
-        files = export_qubit(
-            results, target, organization_id=organization_id, interval=interval
-        )
+        files = export_qubit(results, target, organization_id=organization_id, interval=interval)
     except ExportError as exc:
         _fail_scenario(exc)
     _console().print(f"wrote {len(files)} Qubit documents to [bold]{target}[/]", highlight=False)
@@ -548,6 +546,343 @@ def backtest(
             f"{coverage.get('0.95', float('nan')):.3f}",
         )
     _console().print(table)
+
+
+def _greedy_lists(args: list[str], names: tuple[str, ...]) -> dict[str, list[str]]:
+    """Values after ``--name`` up to the next option, for options that take several values."""
+    found: dict[str, list[str]] = {name: [] for name in names}
+    current: str | None = None
+    for token in args:
+        if token.startswith("--"):
+            key, sep, value = token[2:].partition("=")
+            if key not in found:
+                _fail_scenario(ValueError(f"no such option: {token}"))
+            current = key
+            if sep:
+                found[key].append(value)
+        elif current is None:
+            _fail_scenario(ValueError(f"unexpected argument {token!r}"))
+        else:
+            found[current].append(token)
+    return found
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def compare(
+    ctx: typer.Context,
+    seeds: Annotated[int, typer.Option(help="Seeds per scenario x controller (0..N-1).")] = 5,
+    until: Annotated[
+        str | None, typer.Option(help="Simulate only this long, e.g. 2d, 6h (default: all).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Results folder of the comparison.")] = Path(
+        "results/compare"
+    ),
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes (Ray: CPUs); default: the CPU count.")
+    ] = None,
+    executor: Annotated[str, typer.Option(help="local (processes) or ray.")] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (default: start a local Ray).")
+    ] = None,
+    run_plots: Annotated[bool, typer.Option(help="Each run also writes its own plots.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Compare controllers over scenarios x seeds: KPI table with 95 % CIs, gap to the optimum.
+
+    --scenarios A.yaml B.yaml ... and --controllers NAME NAME ... each take several values.
+    Controllers: uncontrolled, rule_based, qubit_greedy, mpc, offline_optimal,
+    rl:models/NAME, module:Class (default: the first five).
+
+    Every controller sees the same EV sessions for a seed. Writes runs/, kpis.parquet, kpis.csv,
+    summary.csv and plots/ to --out. Exits 1 if a run failed.
+    """
+    from qubit_sim.core.clock import parse_duration
+    from qubit_sim.errors import QubitSimError
+    from qubit_sim.experiments import compare as run_compare
+    from qubit_sim.experiments import make_executor, summary_table
+
+    console = _console()
+    lists = _greedy_lists(list(ctx.args), ("scenarios", "controllers"))
+    controllers = lists["controllers"] or [
+        "uncontrolled",
+        "rule_based",
+        "qubit_greedy",
+        "mpc",
+        "offline_optimal",
+    ]
+    try:
+        until_s = parse_duration(until) if until is not None else None
+    except ValueError as exc:
+        _fail_scenario(exc)
+    try:
+        runner = make_executor(executor, workers=workers, address=address)
+    except QubitSimError as exc:
+        _fail_scenario(exc)
+
+    def sweep(progress: Any) -> Any:
+        return run_compare(
+            lists["scenarios"],
+            controllers,
+            seeds,
+            out,
+            until_s=until_s,
+            executor=runner,
+            progress=progress,
+            run_plots=run_plots,
+        )
+
+    try:
+        if quiet:
+            result = sweep(None)
+        else:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            with Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("runs"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=console,
+                transient=True,
+            ) as bar:
+                task = bar.add_task(f"comparing on {runner.name}", total=None)
+
+                def progress(done: int, total: int, row: dict[str, Any]) -> None:
+                    bar.update(
+                        task,
+                        completed=done,
+                        total=total,
+                        description=f"{row['scenario']}/{row['controller']}/seed{row['seed']}",
+                    )
+
+                result = sweep(progress)
+    except QubitSimError as exc:
+        _fail_scenario(exc)
+    if not console.is_terminal:
+        # Piped or redirected: no terminal to wrap for, so keep one line per row.
+        console.width = max(console.width, 200)
+    console.print(summary_table(result))
+    console.print(f"results: [bold]{result.out_dir}[/]", highlight=False)
+    failed = result.failed
+    if len(failed):
+        for row in failed.itertuples(index=False):
+            console.print(
+                f"[bold red]failed:[/] {row.scenario}/{row.controller}/seed{row.seed}: {row.error}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def serve(
+    scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
+    factor: Annotated[
+        float | None,
+        typer.Option(help="Simulated seconds per wall second (default: YAML realtime.factor, 1)."),
+    ] = None,
+    csms_url: Annotated[
+        str | None,
+        typer.Option(
+            help="External CSMS for the charger twins (ws://host:port); the run is then "
+            "uncontrolled, the stack cannot reach the chargers."
+        ),
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Interface to listen on (default: 127.0.0.1).")
+    ] = None,
+    csms_port: Annotated[
+        int | None, typer.Option(help="Port of the stack's CSMS, 0 = free (default: 9000).")
+    ] = None,
+    modbus_base_port: Annotated[
+        int | None,
+        typer.Option(help="Port of the first SunSpec server, +1 each, 0 = free (default: 5020)."),
+    ] = None,
+    lag: Annotated[
+        str | None,
+        typer.Option(
+            help="When behind the wall clock: warn, strict (stop when more than one step "
+            "behind) or a threshold in seconds (default: warn)."
+        ),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Serve only this long (simulated), e.g. 1d, 2h.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed (overrides site.seed).")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Results folder (default: results/<name>-seed<seed>).")
+    ] = None,
+    plots: Annotated[bool, typer.Option(help="Write plots/*.png.")] = True,
+) -> None:
+    """Serve a scenario's twins in real time (wall clock x factor) for outside software.
+
+    Chargers are OCPP charge points of the stack's CSMS (or of --csms-url), batteries and PV
+    plants SunSpec Modbus TCP servers; the endpoint table is printed at start-up. Charge points
+    listed under realtime.charge_points in the YAML may join the CSMS (basic auth). Ctrl-C
+    stops and writes the results folder, marked incomplete.
+    """
+    import logging
+    import sys
+
+    from qubit_sim.core.clock import parse_duration
+    from qubit_sim.errors import ControllerError, ScenarioError, SimulationError
+    from qubit_sim.scenario.loader import load_scenario
+    from qubit_sim.scenario.realtime import Endpoint, ServeOptions
+    from qubit_sim.scenario.realtime import serve as serve_scenario
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    console = _console()
+    try:
+        until_s = parse_duration(until) if until is not None else None
+        loaded = load_scenario(scenario)
+        options = ServeOptions(factor, host, csms_port, modbus_base_port, csms_url, lag)
+    except (ScenarioError, ValueError) as exc:
+        _fail_scenario(exc)
+
+    def ready(endpoints: list[Endpoint]) -> None:
+        spec = loaded.spec.realtime
+        speed = spec.factor if factor is None else factor
+        typer.echo(f"serving {loaded.name} at x{speed:g}; Ctrl-C stops and writes the results")
+        width = max(len(e.asset_id) for e in endpoints)
+        url_width = max(len(e.url) for e in endpoints)
+        typer.echo(f"{'kind':<8} {'id':<{width}} {'endpoint':<{url_width}} detail")
+        for e in endpoints:
+            typer.echo(f"{e.kind:<8} {e.asset_id:<{width}} {e.url:<{url_width}} {e.detail}")
+        sys.stdout.flush()
+
+    try:
+        result = serve_scenario(
+            loaded,
+            options,
+            seed=seed,
+            out=out,
+            until_s=until_s,
+            plots=plots,
+            on_ready=ready,
+            notify=lambda text: console.print(f"[bold yellow]note:[/] {text}", soft_wrap=True),
+        )
+    except (ScenarioError, ControllerError) as exc:
+        _fail_scenario(exc)
+    except SimulationError as exc:
+        console.print(f"[bold red]serve failed:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    realtime = result.manifest["realtime"]
+    if not result.complete:
+        console.print(
+            f"stopped early at {result.manifest.get('stopped_at')}: results in "
+            f"{result.out_dir} (marked incomplete)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    console.print(
+        f"lag behind the wall clock: max {realtime['lag_max_s']:.3f} s, mean "
+        f"{realtime['lag_mean_s']:.3f} s over {realtime['steps']} steps",
+        highlight=False,
+    )
+    _print_kpis(console, result)
+
+
+@app.command()
+def train(
+    env: Annotated[str, typer.Option(help="Environment: SiteDispatch or ChargerFleet.")],
+    scenario: Annotated[Path, typer.Option(help="Scenario YAML to train on.")],
+    algo: Annotated[str, typer.Option(help="PPO, SAC or TD3.")] = "PPO",
+    timesteps: Annotated[int, typer.Option(help="Environment steps (control instants).")] = 50_000,
+    seed: Annotated[int, typer.Option(help="Seed of the agent, torch and episode draws.")] = 0,
+    test_fraction: Annotated[
+        float, typer.Option(help="Share of the episode blocks held out as test days.")
+    ] = 0.2,
+    name: Annotated[
+        str | None,
+        typer.Option(help="Model folder name [default: <scenario>-<env>-<algo>-s<seed>]."),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Folder the model folder goes in.")] = Path("models"),
+    episodes: Annotated[
+        int | None, typer.Option(help="Test episodes in the card's evaluation [default: all].")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Train an RL policy; writes policy.zip, card.json, model_card.md, training_curve.png."""
+    from qubit_sim.errors import ScenarioError
+    from qubit_sim.rl.train import TrainConfig
+    from qubit_sim.rl.train import train as train_policy
+
+    config = TrainConfig(
+        scenario=scenario.as_posix(),
+        env=env,
+        algo=algo,
+        timesteps=timesteps,
+        seed=seed,
+        test_fraction=test_fraction,
+        name=name,
+        out=out.as_posix(),
+        eval_episodes=episodes,
+    )
+    try:
+        folder = train_policy(config, progress=not quiet)
+    except ScenarioError as exc:
+        _fail_scenario(exc)
+    import json
+
+    card = json.loads((folder / "card.json").read_text())
+    console = _console()
+    console.print(
+        f"trained {card['algo']} on {card['env']} in {card['train_wall_s']} s -> [bold]{folder}[/]",
+        highlight=False,
+    )
+    _print_rl_evaluation(console, card["evaluation"])
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Option(help="Model folder (policy.zip + card.json).")],
+    scenario: Annotated[
+        Path | None, typer.Option(help="Scenario YAML [default: the one trained on].")
+    ] = None,
+    episodes: Annotated[
+        int | None, typer.Option(help="First N episodes of the split [default: all].")
+    ] = None,
+    split: Annotated[str, typer.Option(help="test, train or all.")] = "test",
+) -> None:
+    """Evaluate a trained policy against uncontrolled and rule_based on the same episodes."""
+    from qubit_sim.errors import QubitSimError
+    from qubit_sim.rl.evaluate import evaluate_model
+
+    try:
+        evaluation = evaluate_model(model, scenario=scenario, split=split, episodes=episodes)
+    except QubitSimError as exc:
+        _fail_scenario(exc)
+    _print_rl_evaluation(_console(), evaluation)
+
+
+def _print_rl_evaluation(console: Any, evaluation: dict[str, Any]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from qubit_sim.rl.evaluate import CARD_KPIS
+
+    names = list(evaluation["mean"])
+    table = Table(
+        title=f"KPIs, mean over {evaluation['split']} blocks {evaluation['blocks']}",
+        title_justify="left",
+    )
+    table.add_column("KPI")
+    for column in names:
+        table.add_column(column, justify="right")
+    for key, label, unit in CARD_KPIS:
+        unit = unit.format(currency=evaluation["currency"])
+        cells = [f"{evaluation['mean'][n].get(key, float('nan')):.2f}" for n in names]
+        table.add_row(escape(f"{label} [{unit}]"), *cells)
+    console.print(table)
 
 
 def _project_scenarios() -> Path:

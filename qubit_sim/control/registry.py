@@ -38,6 +38,10 @@ _BUILTIN: dict[str, tuple[str, str]] = {
         "qubit_sim.control.stack:OfflineOptimal",
         "site LP over the whole run with perfect foresight, replayed (the lower bound)",
     ),
+    "rl_policy": (
+        "qubit_sim.control.rl_policy:RlPolicy",
+        "trained SB3 policy (model=models/<name>) through its RL env's observation/action mapping",
+    ),
 }
 
 

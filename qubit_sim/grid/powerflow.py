@@ -90,6 +90,8 @@ _FLOAT32_MAX_CONDITION = 1e5
 _SOLVE_FLOAT64, _SOLVE_FLOAT32, _SOLVE_LU = 0, 1, 2
 # Columns of the inverse per sparse triangular solve (larger blocks go multi-threaded).
 _INVERSE_BLOCK = 32
+# Up to this many unknowns LAPACK inverts in one thread, faster than the sparse LU route.
+_LAPACK_MAX_UNKNOWNS = 64
 _SQRT3 = math.sqrt(3.0)
 _FACTS_TABLES = ("svc", "tcsc", "ssc", "vsc")
 _LINEAR_SOLVERS = ("auto", "dense", "sparse")
@@ -110,6 +112,7 @@ class _Product:
         small = self.shape[0] * self.shape[1] <= _DENSE_COMPLEX_MAX_ENTRIES
         self.dense = matrix.toarray() if small else None
         self.kernel = None if small else self._kernel()
+        self.kernel_args = (*self.shape, matrix.indptr, matrix.indices, matrix.data)
 
     def _kernel(self) -> Any:
         if _csr_matvec is None:  # pragma: no cover
@@ -126,12 +129,10 @@ class _Product:
 
     def __call__(self, x: np.ndarray, out: np.ndarray) -> None:
         if self.dense is not None:
-            np.dot(self.dense, x, out=out)
+            np.dot(self.dense, x, out)
         elif self.kernel is not None:
             out.fill(0.0)
-            matrix = self.matrix
-            rows, cols = self.shape
-            self.kernel(rows, cols, matrix.indptr, matrix.indices, matrix.data, x, out)
+            self.kernel(*self.kernel_args, x, out)
         else:  # pragma: no cover
             out[:] = self.matrix @ x
 
@@ -342,6 +343,8 @@ class FastPowerFlow:
         order = sp.csc_matrix((np.arange(1, len(jr) + 1, dtype=float), (jr, jc)), (m, m))
         self._jac_src = order.data.astype(np.int64) - 1
         self._jac = order
+        self._jac_col_of_data = np.repeat(np.arange(m), np.diff(order.indptr))
+        self._jac_flat = jr * m + jc
 
     def _build_branch_maps(self, net: Any, work: Any) -> None:
         from pandapower.pypower.idx_brch import F_BUS, T_BUS
@@ -473,8 +476,8 @@ class FastPowerFlow:
         self._loading = np.empty(n_line + n_trafo, dtype=np.complex128)
         self._v_pad = np.full(n + 1, np.nan, dtype=np.complex128)
         self._one_slack = n - nn == 1
+        self._real_parts = np.tile([1.0, 0.0], n)
         self._kw_per_pu = self.base_mva * 1e3
-        self._near_tol2 = 2 * nn * (self.tolerance_mva / self.base_mva) ** 2
         self._jacobian: Any = None
         # True while self._s holds the bus powers at self._v: the next step then starts from
         # them instead of multiplying again.
@@ -482,8 +485,19 @@ class FastPowerFlow:
         self._solve_mode = _SOLVE_FLOAT64
         self._rhs32 = np.empty(2 * nn, dtype=np.float32)
         self._dx32 = np.empty(2 * nn, dtype=np.float32)
-        self._dx32c = self._dx32.view(np.complex64)
         self._v_nnf = self._v_nn.view(np.float64)
+        product = self._ybus_product
+        self._newton_fixed = (
+            product.dense,
+            product.kernel,
+            product.matrix,
+            product.matrix.indptr,
+            product.matrix.indices,
+            product.matrix.data,
+            n,
+            self.n_pv,
+            nn,
+        )
         self._newton_buffers = (
             self._v,
             self._v_nn,
@@ -495,7 +509,6 @@ class FastPowerFlow:
             self._misf,
             self._rhs32,
             self._dx32,
-            self._dx32c,
         )
 
     # -- inputs -----------------------------------------------------------------------------
@@ -598,18 +611,22 @@ class FastPowerFlow:
             table[3, self._jac_pv_entries] = 0.0
             table[1, diag[:n_pv]] = 2.0 * v[:n_pv].real
             table[3, diag[:n_pv]] = 2.0 * v[:n_pv].imag
+        m = self.n_unknowns
+        if self._dense and self.reuse_jacobian and m <= _LAPACK_MAX_UNKNOWNS:
+            return self._small_inverse(table.ravel())
         jac = self._jac
         jac.data = table.ravel()[self._jac_src]
         try:
             lu = splu(jac)
         except RuntimeError:  # singular Jacobian
             return None
-        if not self._dense:
+        # Without reuse each factorisation serves one update: inverting would not pay.
+        if not self._dense or not self.reuse_jacobian:
             self._solve_mode = _SOLVE_LU
             return lu
         # The inverse comes from the sparse LU, a block of columns at a time: a LAPACK inverse
-        # runs multi-threaded in OpenBLAS and takes 10-100x longer when the cores are busy.
-        m = self.n_unknowns
+        # of this size runs multi-threaded in OpenBLAS and takes 10-100x longer when the cores
+        # are busy.
         # Fortran order lets BLAS update V in place without copying the matrix.
         inverse = np.empty((m, m), order="F")
         for start in range(0, m, _INVERSE_BLOCK):
@@ -617,7 +634,8 @@ class FastPowerFlow:
             unit = np.zeros((m, stop - start))
             unit[np.arange(start, stop), np.arange(stop - start)] = 1.0
             inverse[:, start:stop] = lu.solve(unit)
-        condition = abs(jac).sum(axis=0).max() * np.abs(inverse).sum(axis=0).max()
+        column_sums = np.bincount(self._jac_col_of_data, np.abs(jac.data), minlength=m)
+        condition = column_sums.max() * np.abs(inverse).sum(axis=0).max()
         if not math.isfinite(condition):
             return None
         if m >= _FLOAT32_MIN_UNKNOWNS and condition <= _FLOAT32_MAX_CONDITION:
@@ -626,16 +644,28 @@ class FastPowerFlow:
         self._solve_mode = _SOLVE_FLOAT64
         return inverse
 
+    def _small_inverse(self, values: np.ndarray) -> Any:
+        """LAPACK inverse of a small Jacobian (single-threaded at this size), for dgemv."""
+        m = self.n_unknowns
+        jac = np.zeros(m * m)
+        jac[self._jac_flat] = values
+        try:
+            inverse = np.linalg.inv(jac.reshape(m, m))
+        except np.linalg.LinAlgError:
+            return None
+        if not np.isfinite(inverse).all():
+            return None
+        self._solve_mode = _SOLVE_FLOAT64
+        return np.asfortranarray(inverse)
+
     def _newton(self, sbus: np.ndarray) -> tuple[bool, int]:
         """Iterate from the last solution to ``sbus``; leaves V and S in ``self._v``/``_s``."""
-        (v, v_nn, v_nnf, i_bus, s, s_nn, mis, misf, rhs32, dx32, dx32c) = self._newton_buffers
-        sbus_nn = sbus[: self.n_pvpq]
-        product = self._ybus_product
-        ydense, kernel, ybus = product.dense, product.kernel, product.matrix
-        n = self.n_internal_bus
-        n_pv = self.n_pv
+        (v, v_nn, v_nnf, i_bus, s, s_nn, mis, misf, rhs32, dx32) = self._newton_buffers
+        ydense, kernel, ybus, indptr, indices, data, n, n_pv, nn = self._newton_fixed
+        sbus_nn = sbus[:nn]
         tol = self.tolerance_mva / self.base_mva
-        near = self._near_tol2
+        tol2 = tol * tol
+        near = 2 * nn * tol2
         max_iterations = self.max_iterations
         reuse = self.reuse_jacobian
         # Refresh when the squared mismatch norm shrank by less than this ratio (always without
@@ -643,6 +673,9 @@ class FastPowerFlow:
         ratio = self.contraction**2 if reuse else -1.0
         jacobian = self._jacobian if reuse else None
         mode = self._solve_mode
+        # Positional outputs and local names: keyword parsing and attribute lookups cost as much
+        # as the arithmetic on vectors this short.
+        dot, conjugate, multiply, subtract = np.dot, np.conjugate, np.multiply, np.subtract
         # After a converged step S is already known at V: the first mismatch is one subtraction.
         known = self._s_current
         self._s_current = False
@@ -653,22 +686,22 @@ class FastPowerFlow:
                 known = False
             else:
                 if ydense is not None:
-                    np.dot(ydense, v, out=i_bus)
+                    dot(ydense, v, i_bus)
                 elif kernel is not None:
                     i_bus.fill(0.0)
-                    kernel(n, n, ybus.indptr, ybus.indices, ybus.data, v, i_bus)
+                    kernel(n, n, indptr, indices, data, v, i_bus)
                 else:  # pragma: no cover
                     i_bus[:] = ybus @ v
-                np.conjugate(i_bus, out=i_bus)
-                np.multiply(v, i_bus, out=s)
-            np.subtract(s_nn, sbus_nn, out=mis)
+                conjugate(i_bus, i_bus)
+                multiply(v, i_bus, s)
+            subtract(s_nn, sbus_nn, mis)
             if n_pv:
                 pv = v[:n_pv]
                 misf[1 : 2 * n_pv : 2] = pv.real**2 + pv.imag**2 - self._vm2_pv
-            # The 2-norm bounds the largest entry from both sides: only near convergence is the
-            # largest entry itself needed.
-            squared = float(np.dot(misf, misf))
-            if squared < near and np.abs(misf).max() < tol:
+            # The 2-norm bounds the largest entry from both sides: only between tol and
+            # sqrt(2 nn) tol is the largest entry itself needed.
+            squared = float(dot(misf, misf))
+            if squared < tol2 or (squared < near and np.abs(misf).max() < tol):
                 self._jacobian = jacobian if reuse else None
                 self._s_current = True
                 return True, iterations
@@ -684,8 +717,8 @@ class FastPowerFlow:
                 dgemv(-1.0, jacobian, misf, 1.0, v_nnf, overwrite_y=1)
             elif mode == _SOLVE_FLOAT32:
                 rhs32[:] = misf
-                np.dot(jacobian, rhs32, out=dx32)
-                np.subtract(v_nn, dx32c, out=v_nn)
+                dot(jacobian, rhs32, dx32)
+                v_nnf -= dx32
             else:
                 v_nn -= jacobian.solve(misf).view(np.complex128)
             threshold = ratio * squared
@@ -784,42 +817,55 @@ class FastPowerFlow:
             slack = s[nn] - sbus[nn]
         else:
             slack = np.add.reduce(s[nn:]) - np.add.reduce(sbus[nn:])
-        # What the network takes in is its branch losses plus what bus shunts consume.
-        losses = np.add.reduce(s).real
+        # What the network takes in is its branch losses plus what bus shunts consume (the dot
+        # with [1, 0, 1, 0, ...] sums the real parts).
+        losses = np.dot(self._real_parts, s.view(np.float64))
         if self._g_shunt is not None:
             vm = np.abs(self._v)
             losses -= float(np.dot(self._g_shunt, vm * vm))
         return slack, losses
 
     def _summary(self, sbus: np.ndarray, iterations: int, vm_out: np.ndarray | None) -> StepSummary:
-        np.abs(self._v, out=self._vm_int)
+        v = self._v
+        np.absolute(v, self._vm_int)
         # The method: np.take() adds ~0.5 us of dispatch; every index is valid, so "clip".
         self._vm_pad.take(self._bus_gather, out=self._stats_vm, mode="clip")
-        np.negative(self._stats_vm, out=self._stats_neg_vm)
+        np.negative(self._stats_vm, self._stats_neg_vm)
         if self._loading_rows_ok:
-            self._loading_product(self._v, self._loading)
-            np.abs(self._loading, out=self._stats_loading)
+            loading = self._loading
+            product = self._loading_product
+            if product.dense is not None:
+                np.dot(product.dense, v, loading)
+            else:
+                product(v, loading)
+            np.absolute(loading, self._stats_loading)
         maxima = np.fmax.reduceat(self._stats, self._stats_starts)
         if self._loading_rows_ok:
             line_idle, trafo_idle = self._loading_idle
-            line_max = line_idle if line_idle is not None else float(maxima[self._stats_line])
-            trafo_max = trafo_idle if trafo_idle is not None else float(maxima[self._stats_trafo])
+            line_max = line_idle if line_idle is not None else maxima[self._stats_line]
+            trafo_max = trafo_idle if trafo_idle is not None else maxima[self._stats_trafo]
         else:
             line, trafo = self._loadings()
             line_max = float(np.nanmax(line)) if len(line) else 0.0
             trafo_max = float(np.nanmax(trafo)) if len(trafo) else 0.0
         if vm_out is not None:
             vm_out[:] = self._stats_vm
-        slack, losses = self._slack_and_losses(sbus)
+        if self._one_slack and self._g_shunt is None:
+            nn = self.n_pvpq
+            slack = self._s[nn] - sbus[nn]
+            losses = np.dot(self._real_parts, self._s.view(np.float64))
+        else:
+            slack, losses = self._slack_and_losses(sbus)
         scale = self._kw_per_pu
+        # numpy float64 scalars are floats: no conversions needed.
         return StepSummary(
-            float(-maxima[1]),
-            float(maxima[0]),
+            -maxima[1],
+            maxima[0],
             line_max,
             trafo_max,
-            float(losses * scale),
-            float(slack.real * scale),
-            float(slack.imag * scale),
+            losses * scale,
+            slack.real * scale,
+            slack.imag * scale,
             True,
             iterations,
         )

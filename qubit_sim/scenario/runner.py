@@ -109,10 +109,36 @@ def run_loaded(
     settle: bool = True,
     key_dir: str | Path | None = None,
     mode: str | None = None,
+    simulation_factory: Callable[..., Simulation] | None = None,
+    notices: list[str] | None = None,
 ) -> RunResult:
-    """Run an already loaded scenario; arguments as for :func:`run`."""
+    """Run an already loaded scenario; arguments as for :func:`run`.
+
+    ``simulation_factory`` builds the simulation instead of the mode's own class (called as
+    ``factory(site, timeseries_path=, events_path=, progress=)``; real-time serving uses it);
+    ``notices`` are recorded in the manifest. A simulation may add KPIs and a manifest section
+    through :meth:`Simulation.report`.
+    """
     run_mode = loaded.spec.mode if mode is None else mode
-    if run_mode not in _MODES:
+    if mode == "realtime" and simulation_factory is None:
+        raise ScenarioError(
+            [
+                ConfigIssue(
+                    "mode", "unknown mode 'realtime' for a run: serve it with 'qubit-sim serve'"
+                )
+            ]
+        )
+    if run_mode == "realtime" and simulation_factory is None:
+        from qubit_sim.scenario.realtime import serve
+
+        if controller is not None or progress is not None:
+            raise ScenarioError(
+                [ConfigIssue("mode", "a realtime run takes its controller from the scenario")]
+            )
+        return serve(
+            loaded, seed=seed, out=out, until_s=until_s, plots=plots, settle=settle, key_dir=key_dir
+        )
+    if simulation_factory is None and run_mode not in _MODES:
         raise ScenarioError(
             [ConfigIssue("mode", f"unknown mode {run_mode!r}; use one of {', '.join(_MODES)}")]
         )
@@ -154,7 +180,8 @@ def run_loaded(
     write_json(folder / "manifest.json", manifest)
 
     total = site.clock.n_steps
-    sim = _simulation_class(run_mode, bool(loaded.spec.faults))(
+    factory = simulation_factory or _simulation_class(run_mode, bool(loaded.spec.faults))
+    sim = factory(
         site,
         timeseries_path=folder / "timeseries.parquet",
         events_path=folder / "events.jsonl",
@@ -172,6 +199,9 @@ def run_loaded(
 
     _write_sessions(folder, site, sim)
     kpis = _kpis(site, sim)
+    extra_kpis, extra_manifest = sim.report()
+    if "status" not in kpis:
+        kpis.update(extra_kpis)
     write_json(folder / "kpis.json", kpis)
     plot_files: list[Path] = []
     if plots and sim.recorder.n_rows:
@@ -187,9 +217,10 @@ def run_loaded(
             currency=site.tariff.currency,
         )
     finished = time.perf_counter()
+    incomplete = error is not None or sim.stopped_early
     manifest.update(
         {
-            "status": "complete" if error is None else "incomplete",
+            "status": "incomplete" if incomplete else "complete",
             "steps_done": sim.engine.steps_done,
             "timings_s": {
                 "build": round(built - wall_start, 3),
@@ -199,13 +230,20 @@ def run_loaded(
             },
         }
     )
+    manifest.update(extra_manifest)
+    if notices:
+        manifest["notices"] = list(notices)
+    if sim.stopped_early and error is None:
+        manifest["stopped_at_s"] = sim.engine.now_s
+        manifest["stopped_at"] = site.clock.iso(sim.engine.now_s)
+        manifest["stopped_by"] = sim.stopped_by
     if error is not None:
         manifest["stopped_at_s"] = error.sim_time_s
         manifest["stopped_at"] = site.clock.iso(error.sim_time_s or 0)
         manifest["error"] = str(error)
     write_json(folder / "manifest.json", manifest)
     if settle:
-        manifest["settlement"] = _settle(folder, manifest, key_dir, failed=error is not None)
+        manifest["settlement"] = _settle(folder, manifest, key_dir, failed=incomplete)
     result = RunResult(folder, kpis, manifest, plot_files)
     if error is not None:
         raise SimulationError(

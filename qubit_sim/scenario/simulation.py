@@ -518,6 +518,14 @@ class Simulation:
         row[col + 6] = summary.ext_grid_p_kw
 
     # -------------------------------------------------------------------- run
+    #: Set by simulations that can be stopped before the end (real-time serving, Ctrl-C).
+    stopped_early: bool = False
+    stopped_by: str = ""
+
+    def report(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Extra KPIs and manifest entries of this kind of simulation (none here)."""
+        return {}, {}
+
     def run(self) -> None:
         """Run to the end; on error the recorder and events file are closed before raising."""
         try:

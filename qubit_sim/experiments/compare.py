@@ -1,0 +1,258 @@
+"""``compare``: controllers x scenarios x seeds, run by an executor, summarised with statistics.
+
+Results folder::
+
+    <out>/runs/<scenario>/<controller>/seed<k>/   a normal results folder per run
+    <out>/kpis.parquet, kpis.csv                  one row per run (KPIs, status, episode digest)
+    <out>/summary.csv                             mean, std, 95 % CI per scenario x controller;
+                                                  paired gap to offline_optimal (abs. and %)
+    <out>/plots/cost_bars.png, peak_bars.png, unmet_bars.png, profiles_<scenario>.png
+    <out>/compare.json                            what was compared, with versions and timings
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from qubit_sim.errors import ConfigIssue, ScenarioError
+from qubit_sim.experiments.executors import LocalExecutor, ProgressFn, RayExecutor
+from qubit_sim.experiments.harness import (
+    BASELINE,
+    MAIN_KPIS,
+    ControllerSpec,
+    check_identical_episodes,
+    parse_controller,
+    plan_runs,
+)
+from qubit_sim.experiments.stats import summarize
+
+__all__ = ["ComparisonResult", "compare", "summary_table"]
+
+
+@dataclass
+class ComparisonResult:
+    """What :func:`compare` wrote.
+
+    Attributes:
+        out_dir: The comparison's results folder.
+        runs: One row per run.
+        summary: One row per scenario x controller (see :func:`~.stats.summarize`).
+        plots: PNG files written.
+        currency: Currency of the cost KPIs.
+        failed: Rows of runs that failed.
+    """
+
+    out_dir: Path
+    runs: pd.DataFrame
+    summary: pd.DataFrame
+    plots: list[Path] = field(default_factory=list)
+    currency: str = ""
+
+    @property
+    def failed(self) -> pd.DataFrame:
+        return self.runs[self.runs.status != "complete"]
+
+
+def _load(paths: Sequence[str | Path]) -> tuple[list[tuple[str, Path]], dict[str, float | None]]:
+    from qubit_sim.scenario.loader import load_scenario
+
+    if not paths:
+        raise ScenarioError(
+            [ConfigIssue("scenarios", "no scenarios to compare; pass --scenarios a.yaml [b.yaml]")]
+        )
+    scenarios, limits = [], {}
+    for path in paths:
+        loaded = load_scenario(path)
+        scenarios.append((loaded.name, Path(path)))
+        limits[loaded.name] = loaded.spec.site.grid_connection.import_kw
+    return scenarios, limits
+
+
+def _check_controllers(specs: Sequence[ControllerSpec]) -> None:
+    """Build each controller once here, so a typo fails before any worker starts."""
+    from qubit_sim.control.registry import make_controller
+
+    for spec in specs:
+        make_controller(spec.name, dict(spec.params))
+
+
+def compare(
+    scenarios: Sequence[str | Path],
+    controllers: Sequence[str | ControllerSpec],
+    seeds: int | Sequence[int],
+    out: str | Path,
+    *,
+    until_s: int | None = None,
+    executor: LocalExecutor | RayExecutor | None = None,
+    progress: ProgressFn | None = None,
+    kpis: Sequence[str] | None = None,
+    run_plots: bool = False,
+    plots: bool = True,
+    settle: bool = False,
+    key_dir: str | Path | None = None,
+    confidence: float = 0.95,
+) -> ComparisonResult:
+    """Run every controller on every scenario for every seed and summarise.
+
+    Args:
+        scenarios: Scenario YAML files.
+        controllers: Names (``mpc``), ``"module:Class"``, ``rl:models/<name>``, or specs.
+        seeds: A count ``n`` (seeds ``0..n-1``) or the seeds themselves.
+        out: Results folder of the comparison.
+        until_s: Simulate only the first ``until_s`` seconds of each scenario [s].
+        executor: Where runs execute (default: local processes, one per CPU).
+        progress: Called after each run with (done, total, row).
+        kpis: KPIs to summarise (default: :data:`~.harness.MAIN_KPIS`).
+        run_plots: Each run also writes its own ``plots/``.
+        plots: Write the comparison plots.
+        settle: Settle each run (bills, certificates); off by default, it costs time.
+        key_dir: Signing keys for ``settle``.
+        confidence: Level of the confidence intervals.
+
+    Raises:
+        ScenarioError: A scenario does not load, or names repeat.
+        ControllerError: A controller is unknown or rejects its parameters.
+        EpisodeMismatchError: Controllers of one scenario and seed saw different EV sessions.
+    """
+    started = time.perf_counter()
+    folder = Path(out)
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    if not seed_list:
+        raise ScenarioError([ConfigIssue("seeds", "no seeds to run; pass --seeds N with N >= 1")])
+    specs = [c if isinstance(c, ControllerSpec) else parse_controller(c) for c in controllers]
+    if not specs:
+        raise ScenarioError(
+            [ConfigIssue("controllers", "no controllers to compare; pass --controllers a b")]
+        )
+    loaded, limits = _load(scenarios)
+    _check_controllers(specs)
+    tasks = plan_runs(
+        loaded,
+        specs,
+        seed_list,
+        folder,
+        until_s=until_s,
+        plots=run_plots,
+        settle=settle,
+        key_dir=Path(key_dir) if key_dir is not None else None,
+    )
+    runner = executor if executor is not None else LocalExecutor()
+    rows = runner.map(tasks, progress)
+    ran = time.perf_counter()
+
+    runs = pd.DataFrame(rows)
+    check_identical_episodes(runs)
+    keys = [k for k, _, _ in MAIN_KPIS] if kpis is None else list(kpis)
+    labels = [s.label for s in specs]
+    summary = summarize(
+        runs,
+        keys,
+        baseline=BASELINE if BASELINE in labels else None,
+        confidence=confidence,
+        controllers=labels,
+    )
+    currencies = runs["currency"].dropna().unique() if "currency" in runs else []
+    currency = str(currencies[0]) if len(currencies) else ""
+    folder.mkdir(parents=True, exist_ok=True)
+    runs.to_parquet(folder / "kpis.parquet", index=False)
+    runs.to_csv(folder / "kpis.csv", index=False)
+    summary.to_csv(folder / "summary.csv", index=False)
+    written: list[Path] = []
+    if plots:
+        from qubit_sim.experiments.plots import write_comparison_plots
+
+        written = write_comparison_plots(
+            summary,
+            runs,
+            folder / "plots",
+            seed=seed_list[0],
+            import_limits_kw=limits,
+            ci=f"ci{round(confidence * 100):d}",
+            currency=currency,
+            controllers=labels,
+        )
+    _write_manifest(folder, loaded, specs, seed_list, until_s, runner, runs, started, ran)
+    return ComparisonResult(folder, runs, summary, written, currency)
+
+
+def _write_manifest(
+    folder: Path,
+    scenarios: Sequence[tuple[str, Path]],
+    specs: Sequence[ControllerSpec],
+    seeds: Sequence[int],
+    until_s: int | None,
+    runner: LocalExecutor | RayExecutor,
+    runs: pd.DataFrame,
+    started: float,
+    ran: float,
+) -> None:
+    from qubit_sim.core.results import git_revision, package_versions, write_json
+
+    write_json(
+        folder / "compare.json",
+        {
+            "scenarios": {name: str(path) for name, path in scenarios},
+            "controllers": [{"label": s.label, "name": s.name, "params": s.params} for s in specs],
+            "seeds": list(seeds),
+            "until_s": until_s,
+            "executor": runner.name,
+            "runs": len(runs),
+            "failed": int((runs.status != "complete").sum()),
+            "timings_s": {
+                "runs": round(ran - started, 3),
+                "total": round(time.perf_counter() - started, 3),
+                "run_wall_sum": round(float(runs.wall_s.sum()), 3),
+            },
+            "versions": package_versions(),
+            "git_revision": git_revision(),
+        },
+    )
+
+
+def _fmt(value: float, half: float) -> str:
+    if pd.isna(value):
+        return "-"
+    digits = 1 if abs(value) >= 100 else 2
+    text = f"{value:,.{digits}f}"
+    return text if pd.isna(half) else f"{text} ± {half:,.{digits}f}"
+
+
+def summary_table(result: ComparisonResult, confidence: float = 0.95) -> Any:
+    """A rich table of the summary: mean ± CI per KPI, and the gap to the baseline."""
+    from rich.table import Table
+
+    ci = f"ci{round(confidence * 100):d}"
+    n = int(result.summary.n_runs.max()) if len(result.summary) else 0
+    table = Table(
+        title=f"Comparison: mean ± {ci[2:]} % CI (t) over {n} seeds",
+        title_justify="left",
+    )
+    table.add_column("scenario", overflow="fold")
+    table.add_column("controller", overflow="fold")
+    present = [(k, label, unit) for k, label, unit in MAIN_KPIS if f"{k}_mean" in result.summary]
+    for _, label, unit in present:
+        suffix = unit.format(currency=result.currency)
+        table.add_column(f"{label} [{suffix}]" if suffix else label, justify="right")
+    table.add_column(f"gap to {BASELINE}", justify="right")
+    table.add_column("gap %", justify="right")
+    previous = None
+    for row in result.summary.itertuples(index=False):
+        data = row._asdict()
+        cells = [data["scenario"] if data["scenario"] != previous else "", data["controller"]]
+        previous = data["scenario"]
+        for key, _, _ in present:
+            cells.append(_fmt(data[f"{key}_mean"], data[f"{key}_{ci}"]))
+        gap = data["gap_objective_cost"]
+        cells.append(_fmt(gap, data[f"gap_objective_cost_{ci}"]))
+        pct = data["gap_objective_cost_pct"]
+        cells.append("-" if pd.isna(pct) else f"{pct:+.1f} %")
+        if data["n_failed"]:
+            cells[1] += f" ({data['n_failed']} failed)"
+        table.add_row(*cells)
+    return table

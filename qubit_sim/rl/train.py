@@ -1,0 +1,353 @@
+"""Train a stable-baselines3 policy on a site environment and write its model folder.
+
+``train(...)`` writes ``<out>/<name>/``:
+
+* ``policy.zip`` — the SB3 model;
+* ``card.json`` — the facts: scenario, environment and its arguments, reward weights, seeds,
+  hyperparameters, the feature scales the observation was normalised with, the training curve,
+  evaluation KPIs on the test split against the baselines, training wall time and the command
+  that reproduces it;
+* ``model_card.md`` — the same for people, with ``training_curve.png``.
+
+Training is deterministic given the seed: SB3's ``set_random_seed`` seeds Python, numpy and torch,
+the environment is reset with the seed, and torch runs single-threaded (thread scheduling changes
+the summation order of its reductions).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qubit_sim.errors import ConfigIssue, ScenarioError
+
+__all__ = [
+    "ALGOS",
+    "DEFAULT_HYPERPARAMETERS",
+    "ENV_KINDS",
+    "TrainConfig",
+    "algo_class",
+    "make_env",
+    "train",
+]
+
+#: Environment names of the CLI -> env kind (see :mod:`qubit_sim.rl.actions`).
+ENV_KINDS = {"SiteDispatch": "site_dispatch", "ChargerFleet": "charger_fleet"}
+ALGOS = ("PPO", "SAC", "TD3")
+
+#: Hyperparameters per algorithm, small networks sized for one site on a 2-core CPU.
+DEFAULT_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
+    "PPO": {
+        "learning_rate": 3e-4,
+        "n_steps": 768,
+        "batch_size": 128,
+        "n_epochs": 10,
+        "gamma": 0.99,
+        "gae_lambda": 0.95,
+        "ent_coef": 0.0,
+        "policy_kwargs": {"net_arch": [64, 64]},
+    },
+    "SAC": {
+        "learning_rate": 3e-4,
+        "buffer_size": 100_000,
+        "batch_size": 256,
+        "learning_starts": 500,
+        "gamma": 0.99,
+        "policy_kwargs": {"net_arch": [64, 64]},
+    },
+    "TD3": {
+        "learning_rate": 1e-3,
+        "buffer_size": 100_000,
+        "batch_size": 256,
+        "learning_starts": 500,
+        "gamma": 0.99,
+        "policy_kwargs": {"net_arch": [64, 64]},
+    },
+}
+
+
+@dataclass
+class TrainConfig:
+    """What a training run is made of (all of it goes into ``card.json``).
+
+    Attributes:
+        scenario: Scenario YAML path.
+        env: ``"SiteDispatch"`` or ``"ChargerFleet"``.
+        algo: ``"PPO"``, ``"SAC"`` or ``"TD3"``.
+        timesteps: Environment steps (control instants) to train for.
+        seed: Seed of the agent, torch and the episode draws.
+        test_fraction: Share of the horizon's episode blocks held out for testing.
+        name: Model folder name.
+        out: Folder the model folder goes in.
+        env_kwargs: Arguments of the environment (see :class:`~qubit_sim.rl.envs.SiteDispatchEnv`).
+        hyperparameters: Overrides of :data:`DEFAULT_HYPERPARAMETERS`.
+        eval_episodes: Test episodes in the card's evaluation (``None``: the whole test split).
+    """
+
+    scenario: str
+    env: str = "SiteDispatch"
+    algo: str = "PPO"
+    timesteps: int = 50_000
+    seed: int = 0
+    test_fraction: float = 0.2
+    name: str | None = None
+    out: str = "models"
+    env_kwargs: dict[str, Any] = field(default_factory=lambda: {"power_flow": False})
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    eval_episodes: int | None = None
+
+    def check(self) -> None:
+        """Raise :class:`ScenarioError` naming every invalid field and its fix."""
+        issues = []
+        if self.env not in ENV_KINDS:
+            issues.append(ConfigIssue("env", f"unknown env {self.env!r}; use {list(ENV_KINDS)}"))
+        if self.algo not in ALGOS:
+            issues.append(ConfigIssue("algo", f"unknown algo {self.algo!r}; use {list(ALGOS)}"))
+        if self.timesteps <= 0:
+            issues.append(ConfigIssue("timesteps", f"must be > 0, found {self.timesteps}"))
+        if not Path(self.scenario).is_file():
+            issues.append(ConfigIssue("scenario", f"no scenario file at {self.scenario!r}"))
+        if issues:
+            raise ScenarioError(issues)
+
+    @property
+    def model_name(self) -> str:
+        """The model folder name (default ``<scenario>-<env>-<algo>-s<seed>``)."""
+        if self.name:
+            return self.name
+        return f"{Path(self.scenario).stem}-{self.env.lower()}-{self.algo.lower()}-s{self.seed}"
+
+    def command(self) -> str:
+        """The ``qubit-sim train`` command that reproduces this run."""
+        parts = [
+            "qubit-sim",
+            "train",
+            "--env",
+            self.env,
+            "--scenario",
+            self.scenario,
+            "--algo",
+            self.algo,
+            "--timesteps",
+            str(self.timesteps),
+            "--seed",
+            str(self.seed),
+            "--test-fraction",
+            str(self.test_fraction),
+            "--name",
+            self.model_name,
+            "--out",
+            self.out,
+        ]
+        return shlex.join(parts)
+
+
+def algo_class(algo: str) -> Any:
+    """The SB3 class of ``algo`` (``"PPO"``, ``"SAC"``, ``"TD3"``)."""
+    import stable_baselines3
+
+    if algo not in ALGOS:
+        raise ScenarioError([ConfigIssue("algo", f"unknown algo {algo!r}; use {list(ALGOS)}")])
+    return getattr(stable_baselines3, algo)
+
+
+def make_env(
+    env: str, scenario: str | Path | None = None, horizon: Any = None, **env_kwargs: Any
+) -> Any:
+    """A :class:`~qubit_sim.rl.envs.SiteDispatchEnv` or ``ChargerFleetEnv`` by CLI name."""
+    from qubit_sim.rl.envs import ChargerFleetEnv, SiteDispatchEnv
+
+    if env not in ENV_KINDS:
+        raise ScenarioError([ConfigIssue("env", f"unknown env {env!r}; use {list(ENV_KINDS)}")])
+    cls = SiteDispatchEnv if env == "SiteDispatch" else ChargerFleetEnv
+    if horizon is not None:
+        kwargs = {k: v for k, v in env_kwargs.items() if k in _ENV_ONLY_KWARGS}
+        return cls(horizon=horizon, **kwargs)
+    return cls(scenario, **env_kwargs)
+
+
+# Arguments of the env itself (the others build its Horizon).
+_ENV_ONLY_KWARGS = (
+    "split",
+    "carbon_price_per_kg",
+    "demand_charge_per_kw",
+    "unmet_penalty_per_kwh",
+    "voltage_penalty_per_pu_h",
+    "overload_penalty_per_pct_h",
+    "reward_scale",
+)
+
+
+class _Recorder:
+    """SB3 callback: episode returns for the training curve and a rich progress bar."""
+
+    def __new__(cls, total: int, progress: bool) -> Any:
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        class Recorder(BaseCallback):
+            def __init__(self) -> None:
+                super().__init__()
+                self.curve: list[tuple[int, float]] = []
+                self._progress: Any = None
+
+            def _on_training_start(self) -> None:
+                if progress:
+                    from rich.progress import (
+                        BarColumn,
+                        MofNCompleteColumn,
+                        Progress,
+                        TimeRemainingColumn,
+                    )
+
+                    self._progress = Progress(
+                        "[progress.description]{task.description}",
+                        BarColumn(),
+                        MofNCompleteColumn(),
+                        TimeRemainingColumn(),
+                    )
+                    self._progress.start()
+                    self._task = self._progress.add_task("training", total=total)
+
+            def _on_step(self) -> bool:
+                for info in self.locals.get("infos", []):
+                    episode = info.get("episode")
+                    if episode is not None:
+                        self.curve.append((int(self.num_timesteps), float(episode["r"])))
+                if self._progress is not None:
+                    self._progress.update(self._task, completed=self.num_timesteps)
+                return True
+
+            def _on_training_end(self) -> None:
+                if self._progress is not None:
+                    self._progress.update(self._task, completed=self.num_timesteps)
+                    self._progress.stop()
+
+        return Recorder()
+
+
+def _plot_curve(curve: list[tuple[int, float]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+    if curve:
+        steps = np.array([c[0] for c in curve])
+        returns = np.array([c[1] for c in curve])
+        ax.plot(steps, returns, ".", alpha=0.35, label="episode return")
+        window = max(1, len(returns) // 10)
+        smooth = np.convolve(returns, np.ones(window) / window, mode="valid")
+        ax.plot(steps[window - 1 :], smooth, "-", label=f"mean of {window}")
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set_xlabel("timesteps")
+    ax.set_ylabel("episode return [-cost]")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    # No metadata: the same run gives the same bytes.
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+
+
+def train(config: TrainConfig, *, progress: bool = False, evaluate: bool = True) -> Path:
+    """Train a policy and write its model folder; returns the folder.
+
+    Raises:
+        ScenarioError: an invalid configuration or scenario.
+    """
+    config.check()
+    import torch
+    from stable_baselines3.common.logger import Logger
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.utils import set_random_seed
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    folder = Path(config.out) / config.model_name
+    folder.mkdir(parents=True, exist_ok=True)
+    wall_start = time.perf_counter()
+
+    torch.set_num_threads(1)
+    set_random_seed(config.seed)
+    env_kwargs = {**config.env_kwargs, "test_fraction": config.test_fraction}
+    env = make_env(config.env, config.scenario, split="train", **env_kwargs)
+    env.reset(seed=config.seed)
+    env.action_space.seed(config.seed)
+    vec_env = DummyVecEnv([lambda: Monitor(env)])
+    vec_env.seed(config.seed)
+    hyper = {**DEFAULT_HYPERPARAMETERS[config.algo], **config.hyperparameters}
+    if config.algo == "PPO" and config.timesteps < hyper["n_steps"]:
+        # A run shorter than one rollout trains on one rollout of its own length.
+        hyper["n_steps"] = max(config.timesteps, 2)
+        hyper["batch_size"] = min(hyper["batch_size"], hyper["n_steps"])
+    model = algo_class(config.algo)(
+        "MlpPolicy", vec_env, seed=config.seed, device="cpu", verbose=0, **hyper
+    )
+    model.set_logger(Logger(folder=None, output_formats=[]))
+    recorder = _Recorder(config.timesteps, progress)
+    model.learn(total_timesteps=config.timesteps, callback=recorder)
+    train_wall_s = time.perf_counter() - wall_start
+    model.save(folder / "policy.zip")
+
+    horizon = env.horizon
+    card: dict[str, Any] = {
+        "name": config.model_name,
+        "scenario": config.scenario,
+        "env": config.env,
+        "kind": ENV_KINDS[config.env],
+        "algo": config.algo,
+        "timesteps": config.timesteps,
+        "seed": config.seed,
+        "env_kwargs": env_kwargs,
+        "episode_length_s": int(horizon.episode_s),
+        "lookahead_h": int(horizon.lookahead_h),
+        "forecast": horizon.forecast,
+        "power_flow": bool(horizon.power_flow),
+        "observation_names": list(env.observation_names),
+        "scales": {
+            "price": float(horizon.price_scale),
+            "carbon": float(horizon.carbon_scale),
+            "power_kw": float(horizon.power_scale_kw),
+        },
+        "reward_weights": asdict(env.weights),
+        "hyperparameters": hyper,
+        "splits": {k: [int(b) for b in v] for k, v in horizon.splits.items()},
+        "training_curve": [[int(s), round(r, 6)] for s, r in recorder.curve],
+        "train_wall_s": round(train_wall_s, 1),
+        "command": config.command(),
+        "versions": _versions(),
+    }
+    _plot_curve(recorder.curve, folder / "training_curve.png", config.model_name)
+    if evaluate:
+        from qubit_sim.rl.evaluate import evaluate_model
+
+        card["evaluation"] = evaluate_model(
+            folder,
+            split="test",
+            episodes=config.eval_episodes,
+            env=env,
+            card=card,
+            model=model,
+        )
+    (folder / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    from qubit_sim.rl.evaluate import write_model_card
+
+    write_model_card(folder, card)
+    return folder
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for package in ("qubit-sim", "stable-baselines3", "torch", "gymnasium", "numpy"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = "unknown"
+    return out
