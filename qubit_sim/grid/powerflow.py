@@ -8,10 +8,8 @@ previous solution. Results are mapped back to every pandapower bus, line and tra
 pandapower's definitions, so :func:`runpp_reference` (a plain ``runpp`` with the same injections)
 gives the same numbers to solver tolerance.
 
-Newton-Raphson works in rectangular coordinates (``V = e + jf``), where each bus power is a
-quadratic function of the unknowns and an update is one subtraction; at PV buses the reactive
-power equation is replaced by ``e^2 + f^2 = vm_set^2``. The Jacobian's inverse (or its sparse LU
-on large feeders) is kept across iterations and steps while it still contracts the mismatch fast;
+Newton-Raphson (:class:`~qubit_sim.grid.newton.ChordNewton`) works in rectangular coordinates
+and keeps its Jacobian across iterations and steps while it still contracts the mismatch fast;
 every step still iterates until the largest mismatch is below the tolerance, so the answer does
 not depend on how old the Jacobian is.
 
@@ -45,15 +43,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg.blas import dgemv
-from scipy.sparse.linalg import splu
-
-try:  # scipy's compiled kernel behind `csr @ vector`, without ~1.5 us of checks per call
-    from scipy.sparse._sparsetools import csr_matvec as _csr_matvec
-except ImportError:  # pragma: no cover - private module; _Product then falls back to `@`
-    _csr_matvec = None
 
 from qubit_sim.errors import GridError
+from qubit_sim.grid.newton import LINEAR_SOLVERS, ChordNewton, MatVec
 from qubit_sim.grid.reference import (
     RUNPP_OPTIONS,
     PowerFlowResult,
@@ -73,68 +65,8 @@ __all__ = [
     "runpp_reference",
 ]
 
-# A dense inverse Jacobian turns each linear solve into one matrix-vector product (200 unknowns:
-# 1.6 us in float32 against ~10 us for a sparse LU solve); past a few hundred unknowns the
-# inversion, memory and product grow too fast and the sparse LU wins.
-_DENSE_MAX_UNKNOWNS = 250
-# Complex matrix-vector products with at most this many entries are done dense: faster than
-# scipy's sparse product at this size, and below the size at which OpenBLAS spreads a complex
-# product over threads (which costs 10-100x when the cores are busy).
-_DENSE_COMPLEX_MAX_ENTRIES = 2500
-# A float32 inverse halves the cost of the product on larger feeders (200 unknowns: 1.7 us
-# against 3.3 us) and perturbs each Newton update by about cond(J) * 6e-8 relative: harmless for
-# the contraction up to here; worse-conditioned Jacobians keep a float64 inverse.
-_FLOAT32_MIN_UNKNOWNS = 100
-_FLOAT32_MAX_CONDITION = 1e5
-# How a Newton update applies the kept Jacobian.
-_SOLVE_FLOAT64, _SOLVE_FLOAT32, _SOLVE_LU = 0, 1, 2
-# Columns of the inverse per sparse triangular solve (larger blocks go multi-threaded).
-_INVERSE_BLOCK = 32
-# Up to this many unknowns LAPACK inverts in one thread, faster than the sparse LU route.
-_LAPACK_MAX_UNKNOWNS = 64
 _SQRT3 = math.sqrt(3.0)
 _FACTS_TABLES = ("svc", "tcsc", "ssc", "vsc")
-_LINEAR_SOLVERS = ("auto", "dense", "sparse")
-
-
-class _Product:
-    """``out[:] = matrix @ x`` for a fixed complex matrix, chosen per size, without allocating.
-
-    Small matrices are multiplied dense; larger ones through scipy's compiled CSR kernel when it
-    gives the same product as ``@`` on a test vector (else through ``@``).
-    """
-
-    def __init__(self, matrix: sp.csr_array) -> None:
-        matrix = sp.csr_array(matrix, dtype=np.complex128)
-        matrix.sum_duplicates()
-        self.shape = matrix.shape
-        self.matrix = matrix
-        small = self.shape[0] * self.shape[1] <= _DENSE_COMPLEX_MAX_ENTRIES
-        self.dense = matrix.toarray() if small else None
-        self.kernel = None if small else self._kernel()
-        self.kernel_args = (*self.shape, matrix.indptr, matrix.indices, matrix.data)
-
-    def _kernel(self) -> Any:
-        if _csr_matvec is None:  # pragma: no cover
-            return None
-        rows, cols = self.shape
-        probe = np.array([1.0, 1j]) @ np.random.default_rng(0).normal(size=(2, cols))
-        out = np.zeros(rows, dtype=np.complex128)
-        matrix = self.matrix
-        try:
-            _csr_matvec(rows, cols, matrix.indptr, matrix.indices, matrix.data, probe, out)
-        except Exception:  # pragma: no cover - a changed private signature
-            return None
-        return _csr_matvec if np.allclose(out, matrix @ probe, rtol=1e-12, atol=0) else None
-
-    def __call__(self, x: np.ndarray, out: np.ndarray) -> None:
-        if self.dense is not None:
-            np.dot(self.dense, x, out)
-        elif self.kernel is not None:
-            out.fill(0.0)
-            self.kernel(*self.kernel_args, x, out)
-        else:  # pragma: no cover
-            out[:] = self.matrix @ x
 
 
 def _check_supported(net: Any) -> None:
@@ -193,7 +125,7 @@ class FastPowerFlow:
         max_iterations: int = 20,
         raise_on_divergence: bool = True,
         reuse_jacobian: bool = True,
-        contraction: float = 0.05,
+        contraction: float = 0.07,
         linear_solver: str = "auto",
     ) -> None:
         import pandapower as pp
@@ -202,9 +134,9 @@ class FastPowerFlow:
         _check_supported(net)
         if not tolerance_mva > 0:
             raise GridError(f"tolerance_mva must be > 0, got {tolerance_mva!r}")
-        if linear_solver not in _LINEAR_SOLVERS:
+        if linear_solver not in LINEAR_SOLVERS:
             raise GridError(
-                f"linear_solver must be one of {list(_LINEAR_SOLVERS)}, got {linear_solver!r}"
+                f"linear_solver must be one of {list(LINEAR_SOLVERS)}, got {linear_solver!r}"
             )
         self.tolerance_mva = float(tolerance_mva)
         self.max_iterations = int(max_iterations)
@@ -231,8 +163,9 @@ class FastPowerFlow:
         except Exception as exc:  # pandapower raises many types; report them as one
             raise GridError(f"base-case power flow of the feeder failed: {exc}") from exc
         self._build_model(work)
+        self._newton = ChordNewton(self._ybus, self.n_pv, self.n_pvpq, self._v_init, linear_solver)
+        self.n_unknowns = self._newton.n_unknowns
         self._build_injections(net)
-        self._build_jacobian_map(linear_solver)
         self._build_branch_maps(net, work)
         self._build_buffers()
 
@@ -263,7 +196,6 @@ class FastPowerFlow:
         ybus.sum_duplicates()
         ybus.sort_indices()
         self._ybus = sp.csr_array(ybus)
-        self._ybus_product = _Product(self._ybus)
         gen = internal["gen"].copy()
         at_ref = np.isin(gen[:, GEN_BUS].astype(np.int64), ref)
         gen[at_ref, PG] = 0.0
@@ -274,7 +206,6 @@ class FastPowerFlow:
         g_shunt = internal["bus"][:, GS].real[order] / self.base_mva
         self._g_shunt = g_shunt if np.any(g_shunt != 0) else None
         self._v_init = np.asarray(internal["V"], dtype=np.complex128)[order].copy()
-        self._vm2_pv = np.abs(self._v_init[: self.n_pv]) ** 2
         # pandapower bus -> our bus number; n and above mean out of service or isolated.
         lookup = np.asarray(work._pd2ppc_lookups["bus"], dtype=np.int64)
         self._lookup = np.where(lookup < n, self._new_of_old[np.minimum(lookup, n - 1)], n)
@@ -318,33 +249,6 @@ class FastPowerFlow:
         # One site: its power lands on a single bus, a scalar update.
         self._site_single = int(site_pos[0]) if self.n_site == 1 else -1
         self._site_coef = -1e-3 / self.base_mva
-
-    def _build_jacobian_map(self, linear_solver: str) -> None:
-        nn, n_pv = self.n_pvpq, self.n_pv
-        block = self._ybus[:nn, :nn].tocoo()
-        rows, cols = block.row.astype(np.int64), block.col.astype(np.int64)
-        self._jac_rows = rows
-        self._jac_yconj = np.conj(block.data)
-        self._jac_diag = np.empty(nn, dtype=np.int64)
-        on_diag = np.flatnonzero(rows == cols)
-        self._jac_diag[rows[on_diag]] = on_diag
-        # At PV buses the reactive row holds d|V|^2 instead of dQ.
-        self._jac_pv_entries = np.flatnonzero(rows < n_pv)
-        self._jac_table = np.empty((4, len(rows)))
-        # Table rows: Re dS/de, Im dS/de, Re dS/df, Im dS/df; Jacobian rows and columns alternate
-        # (real, imaginary) per bus so that the mismatch and the update are complex vectors.
-        jr = np.concatenate([2 * rows, 2 * rows + 1, 2 * rows, 2 * rows + 1])
-        jc = np.concatenate([2 * cols, 2 * cols, 2 * cols + 1, 2 * cols + 1])
-        m = 2 * nn
-        self.n_unknowns = m
-        if linear_solver == "auto":
-            linear_solver = "dense" if m <= _DENSE_MAX_UNKNOWNS else "sparse"
-        self._dense = linear_solver == "dense"
-        order = sp.csc_matrix((np.arange(1, len(jr) + 1, dtype=float), (jr, jc)), (m, m))
-        self._jac_src = order.data.astype(np.int64) - 1
-        self._jac = order
-        self._jac_col_of_data = np.repeat(np.arange(m), np.diff(order.indptr))
-        self._jac_flat = jr * m + jc
 
     def _build_branch_maps(self, net: Any, work: Any) -> None:
         from pandapower.pypower.idx_brch import F_BUS, T_BUS
@@ -439,17 +343,10 @@ class FastPowerFlow:
         self._loading_rows_ok = bool(np.isfinite(scale).all())
         self._n_trafo_ends = len(picks[1])
         rows = sp.csr_array(self._yft[np.concatenate(picks)].multiply(scale[:, None]))
-        self._loading_product = _Product(rows)
+        self._loading_product = MatVec(rows)
 
     def _build_buffers(self) -> None:
         n, nn = self.n_internal_bus, self.n_pvpq
-        self._v = self._v_init.copy()
-        self._v_nn = self._v[:nn]
-        self._i_bus = np.empty(n, dtype=np.complex128)
-        self._s = np.empty(n, dtype=np.complex128)
-        self._s_nn = self._s[:nn]
-        self._mis = np.empty(nn, dtype=np.complex128)
-        self._misf = self._mis.view(np.float64)
         self._sbus = np.empty(n, dtype=np.complex128)
         self._site_buf = np.empty(n)
         self._vm_pad = np.full(n + 1, np.nan)
@@ -478,38 +375,6 @@ class FastPowerFlow:
         self._one_slack = n - nn == 1
         self._real_parts = np.tile([1.0, 0.0], n)
         self._kw_per_pu = self.base_mva * 1e3
-        self._jacobian: Any = None
-        # True while self._s holds the bus powers at self._v: the next step then starts from
-        # them instead of multiplying again.
-        self._s_current = False
-        self._solve_mode = _SOLVE_FLOAT64
-        self._rhs32 = np.empty(2 * nn, dtype=np.float32)
-        self._dx32 = np.empty(2 * nn, dtype=np.float32)
-        self._v_nnf = self._v_nn.view(np.float64)
-        product = self._ybus_product
-        self._newton_fixed = (
-            product.dense,
-            product.kernel,
-            product.matrix,
-            product.matrix.indptr,
-            product.matrix.indices,
-            product.matrix.data,
-            n,
-            self.n_pv,
-            nn,
-        )
-        self._newton_buffers = (
-            self._v,
-            self._v_nn,
-            self._v_nnf,
-            self._i_bus,
-            self._s,
-            self._s_nn,
-            self._mis,
-            self._misf,
-            self._rhs32,
-            self._dx32,
-        )
 
     # -- inputs -----------------------------------------------------------------------------
     def injections(
@@ -534,7 +399,8 @@ class FastPowerFlow:
 
         Returns:
             Complex injections [p.u.] in the solver's internal bus order: shape
-            ``(n_internal_bus,)``, or ``(steps, n_internal_bus)`` if any argument is 2-D.
+            ``(n_internal_bus,)``, or ``(steps, n_internal_bus)`` if any argument is 2-D (a
+            transposed view: its rows are strided).
 
         Raises:
             GridError: inputs of the wrong shape, disagreeing step counts, or NaN/inf values.
@@ -564,168 +430,41 @@ class FastPowerFlow:
                 f"({self.n_load},) per load and ({self.n_sgen},) per sgen, or (steps, count) "
                 "with the same number of steps for all"
             )
-        # Site P and Q come after the loads and generators in the input vector.
+        # Site P and Q come after the loads and generators in the input vector; one column
+        # per step, so that the sparse product needs no copies.
         order = [2, 3, 4, 0, 1]
         n_steps = steps.pop() if steps else 1
-        inputs = np.empty((n_steps, self._n_inputs))
+        inputs = np.empty((self._n_inputs, n_steps))
         start = 0
         for k in order:
             count = given[k][3]
-            inputs[:, start : start + count] = arrays[k]
+            inputs[start : start + count] = (
+                arrays[k].T if arrays[k].ndim == 2 else arrays[k][:, None]
+            )
             start += count
         if not math.isfinite(float(inputs.sum())):
             raise GridError("power flow inputs contain NaN or infinite values")
-        sbus = np.ascontiguousarray((self._input_map @ inputs.T).T) + self._s_fixed
-        return sbus if any(a.ndim == 2 for a in arrays) else sbus[0]
+        sbus = self._input_map @ inputs
+        sbus += self._s_fixed[:, None]
+        # Rows of the transposed result are strided views; step() copies its row anyway.
+        return sbus.T if any(a.ndim == 2 for a in arrays) else sbus[:, 0]
 
     # -- solving ----------------------------------------------------------------------------
     def reset(self) -> None:
         """Forget the warm start and Jacobian; the next solve starts from the base case."""
-        self._v[:] = self._v_init
-        self._jacobian = None
-        self._s_current = False
+        self._newton.reset()
 
-    def _refresh_jacobian(self) -> Any:
-        """The Jacobian at the current voltages, inverted or factorised; None if singular.
-
-        Uses ``self._i_bus``, which holds ``conj(Ybus @ V)`` from the last mismatch.
-        """
-        nn, n_pv = self.n_pvpq, self.n_pv
-        v = self._v
-        conj_i = self._i_bus[:nn]
-        # S_i = V_i conj(I_i): dS_i/de_k = V_i conj(Y_ik) + [i=k] conj(I_i), dS_i/df_k = -j of
-        # the first term + [i=k] j conj(I_i).
-        t = v[self._jac_rows] * self._jac_yconj
-        table = self._jac_table
-        diag = self._jac_diag
-        table[0] = t.real
-        table[1] = t.imag
-        table[2] = t.imag
-        np.negative(t.real, out=table[3])
-        table[0, diag] += conj_i.real
-        table[1, diag] += conj_i.imag
-        table[2, diag] -= conj_i.imag
-        table[3, diag] += conj_i.real
-        if n_pv:
-            table[1, self._jac_pv_entries] = 0.0
-            table[3, self._jac_pv_entries] = 0.0
-            table[1, diag[:n_pv]] = 2.0 * v[:n_pv].real
-            table[3, diag[:n_pv]] = 2.0 * v[:n_pv].imag
-        m = self.n_unknowns
-        if self._dense and self.reuse_jacobian and m <= _LAPACK_MAX_UNKNOWNS:
-            return self._small_inverse(table.ravel())
-        jac = self._jac
-        jac.data = table.ravel()[self._jac_src]
-        try:
-            lu = splu(jac)
-        except RuntimeError:  # singular Jacobian
-            return None
-        # Without reuse each factorisation serves one update: inverting would not pay.
-        if not self._dense or not self.reuse_jacobian:
-            self._solve_mode = _SOLVE_LU
-            return lu
-        # The inverse comes from the sparse LU, a block of columns at a time: a LAPACK inverse
-        # of this size runs multi-threaded in OpenBLAS and takes 10-100x longer when the cores
-        # are busy.
-        # Fortran order lets BLAS update V in place without copying the matrix.
-        inverse = np.empty((m, m), order="F")
-        for start in range(0, m, _INVERSE_BLOCK):
-            stop = min(m, start + _INVERSE_BLOCK)
-            unit = np.zeros((m, stop - start))
-            unit[np.arange(start, stop), np.arange(stop - start)] = 1.0
-            inverse[:, start:stop] = lu.solve(unit)
-        column_sums = np.bincount(self._jac_col_of_data, np.abs(jac.data), minlength=m)
-        condition = column_sums.max() * np.abs(inverse).sum(axis=0).max()
-        if not math.isfinite(condition):
-            return None
-        if m >= _FLOAT32_MIN_UNKNOWNS and condition <= _FLOAT32_MAX_CONDITION:
-            self._solve_mode = _SOLVE_FLOAT32
-            return inverse.astype(np.float32)
-        self._solve_mode = _SOLVE_FLOAT64
-        return inverse
-
-    def _small_inverse(self, values: np.ndarray) -> Any:
-        """LAPACK inverse of a small Jacobian (single-threaded at this size), for dgemv."""
-        m = self.n_unknowns
-        jac = np.zeros(m * m)
-        jac[self._jac_flat] = values
-        try:
-            inverse = np.linalg.inv(jac.reshape(m, m))
-        except np.linalg.LinAlgError:
-            return None
-        if not np.isfinite(inverse).all():
-            return None
-        self._solve_mode = _SOLVE_FLOAT64
-        return np.asfortranarray(inverse)
-
-    def _newton(self, sbus: np.ndarray) -> tuple[bool, int]:
-        """Iterate from the last solution to ``sbus``; leaves V and S in ``self._v``/``_s``."""
-        (v, v_nn, v_nnf, i_bus, s, s_nn, mis, misf, rhs32, dx32) = self._newton_buffers
-        ydense, kernel, ybus, indptr, indices, data, n, n_pv, nn = self._newton_fixed
-        sbus_nn = sbus[:nn]
-        tol = self.tolerance_mva / self.base_mva
-        tol2 = tol * tol
-        near = 2 * nn * tol2
-        max_iterations = self.max_iterations
-        reuse = self.reuse_jacobian
-        # Refresh when the squared mismatch norm shrank by less than this ratio (always without
-        # reuse: the threshold is then negative).
-        ratio = self.contraction**2 if reuse else -1.0
-        jacobian = self._jacobian if reuse else None
-        mode = self._solve_mode
-        # Positional outputs and local names: keyword parsing and attribute lookups cost as much
-        # as the arithmetic on vectors this short.
-        dot, conjugate, multiply, subtract = np.dot, np.conjugate, np.multiply, np.subtract
-        # After a converged step S is already known at V: the first mismatch is one subtraction.
-        known = self._s_current
-        self._s_current = False
-        threshold = math.inf
-        iterations = 0
-        while True:
-            if known:
-                known = False
-            else:
-                if ydense is not None:
-                    dot(ydense, v, i_bus)
-                elif kernel is not None:
-                    i_bus.fill(0.0)
-                    kernel(n, n, indptr, indices, data, v, i_bus)
-                else:  # pragma: no cover
-                    i_bus[:] = ybus @ v
-                conjugate(i_bus, i_bus)
-                multiply(v, i_bus, s)
-            subtract(s_nn, sbus_nn, mis)
-            if n_pv:
-                pv = v[:n_pv]
-                misf[1 : 2 * n_pv : 2] = pv.real**2 + pv.imag**2 - self._vm2_pv
-            # The 2-norm bounds the largest entry from both sides: only between tol and
-            # sqrt(2 nn) tol is the largest entry itself needed.
-            squared = float(dot(misf, misf))
-            if squared < tol2 or (squared < near and np.abs(misf).max() < tol):
-                self._jacobian = jacobian if reuse else None
-                self._s_current = True
-                return True, iterations
-            # (NaN and inf fail the comparison too.)
-            if iterations >= max_iterations or not squared < math.inf:
-                return False, iterations
-            if jacobian is None or squared > threshold:
-                jacobian = self._refresh_jacobian()
-                if jacobian is None:
-                    return False, iterations
-                mode = self._solve_mode
-            if mode == _SOLVE_FLOAT64:
-                dgemv(-1.0, jacobian, misf, 1.0, v_nnf, overwrite_y=1)
-            elif mode == _SOLVE_FLOAT32:
-                rhs32[:] = misf
-                dot(jacobian, rhs32, dx32)
-                v_nnf -= dx32
-            else:
-                v_nn -= jacobian.solve(misf).view(np.complex128)
-            threshold = ratio * squared
-            iterations += 1
+    def _iterate(self, sbus: np.ndarray) -> tuple[bool, int]:
+        return self._newton.iterate(
+            sbus,
+            self.tolerance_mva / self.base_mva,
+            self.max_iterations,
+            self.reuse_jacobian,
+            self.contraction,
+        )
 
     def _diverged(self, iterations: int, context: str) -> None:
-        worst_mva = float(np.abs(self._misf).max()) * self.base_mva
+        worst_mva = self._newton.largest_mismatch() * self.base_mva
         self.reset()
         if self.raise_on_divergence:
             where = f" at {context}" if context else ""
@@ -765,7 +504,7 @@ class FastPowerFlow:
             raise GridError(
                 "solve() takes the inputs of one step (1-D arrays); use step() for more"
             )
-        converged, iterations = self._newton(sbus)
+        converged, iterations = self._iterate(sbus)
         if not converged:
             self._diverged(iterations, context)
             return self._failed(iterations)
@@ -800,8 +539,19 @@ class FastPowerFlow:
         else:
             np.dot(site_p_kw, self._site_map, out=self._site_buf)
             np.add(injection, self._site_buf, out=sbus)
-        converged, iterations = self._newton(sbus)
+        converged, iterations = self._newton.iterate(
+            sbus,
+            self.tolerance_mva / self.base_mva,
+            self.max_iterations,
+            self.reuse_jacobian,
+            self.contraction,
+        )
         if not converged:
+            if not np.isfinite(sbus).all():
+                self.reset()
+                raise GridError(
+                    f"power flow inputs contain NaN or infinite values (site_p_kw {site_p_kw})"
+                )
             self._diverged(iterations, context)
             nan = math.nan
             if vm_out is not None:
@@ -812,7 +562,7 @@ class FastPowerFlow:
     # -- results ----------------------------------------------------------------------------
     def _slack_and_losses(self, sbus: np.ndarray) -> tuple[complex, float]:
         """Power drawn from the slack and branch losses [p.u.] of the solved step."""
-        s, nn = self._s, self.n_pvpq
+        s, nn = self._newton.s, self.n_pvpq
         if self._one_slack:
             slack = s[nn] - sbus[nn]
         else:
@@ -821,12 +571,12 @@ class FastPowerFlow:
         # with [1, 0, 1, 0, ...] sums the real parts).
         losses = np.dot(self._real_parts, s.view(np.float64))
         if self._g_shunt is not None:
-            vm = np.abs(self._v)
+            vm = np.abs(self._newton.v)
             losses -= float(np.dot(self._g_shunt, vm * vm))
         return slack, losses
 
     def _summary(self, sbus: np.ndarray, iterations: int, vm_out: np.ndarray | None) -> StepSummary:
-        v = self._v
+        v = self._newton.v
         np.absolute(v, self._vm_int)
         # The method: np.take() adds ~0.5 us of dispatch; every index is valid, so "clip".
         self._vm_pad.take(self._bus_gather, out=self._stats_vm, mode="clip")
@@ -851,9 +601,9 @@ class FastPowerFlow:
         if vm_out is not None:
             vm_out[:] = self._stats_vm
         if self._one_slack and self._g_shunt is None:
-            nn = self.n_pvpq
-            slack = self._s[nn] - sbus[nn]
-            losses = np.dot(self._real_parts, self._s.view(np.float64))
+            nn, s = self.n_pvpq, self._newton.s
+            slack = s[nn] - sbus[nn]
+            losses = np.dot(self._real_parts, s.view(np.float64))
         else:
             slack, losses = self._slack_and_losses(sbus)
         scale = self._kw_per_pu
@@ -873,7 +623,7 @@ class FastPowerFlow:
     def _loadings(self) -> tuple[np.ndarray, np.ndarray]:
         """Line and transformer loadings [%] in ``net`` order."""
         i_ka = self._i_pad
-        np.multiply(np.abs(self._yft @ self._v), self._ka, out=i_ka[:-2])
+        np.multiply(np.abs(self._yft @ self._newton.v), self._ka, out=i_ka[:-2])
         line = np.maximum(i_ka[self._line_from], i_ka[self._line_to]) * self._line_scale
         trafo = np.maximum(
             i_ka[self._trafo_from] * self._trafo_scale_hv,
@@ -882,7 +632,7 @@ class FastPowerFlow:
         return line, trafo
 
     def _results(self, sbus: np.ndarray, iterations: int) -> PowerFlowResult:
-        self._v_pad[:-1] = self._v
+        self._v_pad[:-1] = self._newton.v
         v_padded = self._v_pad[self._bus_gather]
         line, trafo = self._loadings()
         slack, losses = self._slack_and_losses(sbus)

@@ -456,6 +456,7 @@ class Simulation:
         self._pf_meter_col = SCALAR_COLUMNS.index("site_p_kw") if n_site == 1 else -1
         self._pf_site_p = np.zeros(n_site)
         self._pf_n_bus = len(grid.bus_index)
+        self._pf_n_grid_columns = len(GRID_COLUMNS)
         self._pf_record = grid.record_bus_voltages
         self._pf_vm = np.empty(self._pf_n_bus)
         self._pf_site_index = grid.site_bus_index_in_results
@@ -496,6 +497,8 @@ class Simulation:
         row: np.ndarray,
         col: int,
     ) -> None:
+        # FastPowerFlow.step is the unchecked path: the background was checked per block by
+        # injections(), the site powers come from the physics just computed.
         offset = k - self._pf_block_start
         if not 0 <= offset < self._pf_block_len:
             offset = self._pf_load_block(k)
@@ -505,7 +508,7 @@ class Simulation:
         else:
             powers = np.concatenate((ev_p, battery_p, pv_p, load_p))
             site_p[:] = np.bincount(self._pf_device_bus, powers, minlength=len(site_p))
-        first = col + 7  # after GRID_COLUMNS
+        first = col + self._pf_n_grid_columns
         vm = row[first : first + self._pf_n_bus] if self._pf_record else self._pf_vm
         summary = self._pf_flow.step(self._pf_block[offset], site_p, vm)
         self._site_v = site_v = float(vm[self._pf_site_index])
