@@ -5,6 +5,8 @@ Heavy packages are imported inside the commands, so ``qubit-sim --help`` stays f
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -63,6 +65,45 @@ def _fail_scenario(exc: Exception) -> None:
 
     Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_SCENARIO)
+
+
+@contextmanager
+def _progress_bar(
+    console: Any, description: str, unit: str, quiet: bool
+) -> Iterator[Callable[..., None] | None]:
+    """A transient rich progress bar; yields ``update(done, total, description=None)``, or
+    ``None`` when ``quiet``."""
+    if quiet:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(unit),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int, label: str | None = None) -> None:
+            if label is None:
+                bar.update(task, completed=done, total=total)
+            else:
+                bar.update(task, completed=done, total=total, description=label)
+
+        yield update
 
 
 def _parse_sets(values: list[str] | None) -> dict[str, Any]:
@@ -125,7 +166,7 @@ def run(
         params = {**loaded.spec.controller.params, **params}
 
     try:
-        if quiet:
+        with _progress_bar(console, f"simulating {loaded.name}", "steps", quiet) as update:
             result = run_loaded(
                 loaded,
                 seed=seed,
@@ -134,44 +175,9 @@ def run(
                 controller=controller,
                 controller_params=params,
                 plots=plots,
+                progress=update,
                 mode=mode,
             )
-        else:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            with Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("steps"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=console,
-                transient=True,
-            ) as bar:
-                task = bar.add_task(f"simulating {loaded.name}", total=None)
-
-                def progress(done: int, total: int) -> None:
-                    bar.update(task, completed=done, total=total)
-
-                result = run_loaded(
-                    loaded,
-                    seed=seed,
-                    out=out,
-                    until_s=until_s,
-                    controller=controller,
-                    controller_params=params,
-                    plots=plots,
-                    progress=progress,
-                    mode=mode,
-                )
     except (ScenarioError, ControllerError) as exc:
         _fail_scenario(exc)
     except SimulationError as exc:
@@ -632,39 +638,15 @@ def compare(
         )
 
     try:
-        if quiet:
-            result = sweep(None)
-        else:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            with Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("runs"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=console,
-                transient=True,
-            ) as bar:
-                task = bar.add_task(f"comparing on {runner.name}", total=None)
+        with _progress_bar(console, f"comparing on {runner.name}", "runs", quiet) as update:
+            progress = None
+            if update is not None:
 
                 def progress(done: int, total: int, row: dict[str, Any]) -> None:
-                    bar.update(
-                        task,
-                        completed=done,
-                        total=total,
-                        description=f"{row['scenario']}/{row['controller']}/seed{row['seed']}",
-                    )
+                    label = f"{row['scenario']}/{row['controller']}/seed{row['seed']}"
+                    update(done, total, label)
 
-                result = sweep(progress)
+            result = sweep(progress)
     except QubitSimError as exc:
         _fail_scenario(exc)
     if not console.is_terminal:
