@@ -47,6 +47,7 @@ class ChargerFleet:
         self.e_register_kwh = np.zeros(n)  # grid-side energy meter of each charger
         self.e_session_kwh = np.zeros(n)  # energy into the plugged EV since it plugged in
         self._zeros = np.zeros(n)
+        self._rated_ev_kw = self.rated_kw * self.efficiency
 
     def free_charger(self, preferred: int = -1) -> int:
         """Index of a free charger (``preferred`` first), or -1 when all are occupied."""
@@ -93,7 +94,7 @@ class ChargerFleet:
         """Grid-side power each charger would draw this step with no limit [kW]."""
         taper = ev_max_power_kw(self.soc, self.ev_max_kw, self.knee_soc)
         need = self.e_needed_kwh * 3600.0 / dt_s
-        p_ev = np.minimum(np.minimum(taper, need), self.rated_kw * self.efficiency)
+        p_ev = np.minimum(np.minimum(taper, need), self._rated_ev_kw)
         return p_ev / self.efficiency
 
     def step(self, limit_kw: np.ndarray, dt_s: float) -> np.ndarray:

@@ -7,6 +7,7 @@ step always sees the plugged-in EVs and the setpoints of its own instant.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Generator
 
 import simpy
@@ -45,6 +46,7 @@ class Engine:
         self._progress_every = max(1, progress_every)
         self.steps_done = 0
         self._started = False
+        self._stop_s: float = math.inf  # where the running `run_until` stops
 
     @property
     def now_s(self) -> int:
@@ -66,12 +68,27 @@ class Engine:
 
     def _loop(self, n_steps: int) -> Generator[simpy.Event, None, None]:
         step_s = self.clock.step_s
-        for k in range(n_steps):
-            self._step(k)
-            self.steps_done = k + 1
-            if self._progress is not None and (k + 1) % self._progress_every == 0:
-                self._progress(k + 1)
-            yield self.env.timeout(step_s)
+        env = self.env
+        queue = env._queue
+        step = self._step
+        progress = self._progress
+        every = self._progress_every
+        k = 0
+        while k < n_steps:
+            step(k)
+            k += 1
+            self.steps_done = k
+            if progress is not None and k % every == 0:
+                progress(k)
+            # When nothing at all is scheduled up to and including the next step's instant (no
+            # device event, no `run_until` stop), simpy would only pop this process's own
+            # timeout: advancing the clock here runs the same events in the same order, without
+            # an event object per step.
+            t_next = env._now + step_s
+            if k < n_steps and t_next < self._stop_s and (not queue or queue[0][0] > t_next):
+                env._now = t_next
+                continue
+            yield env.timeout(step_s)
 
     def run(self, n_steps: int | None = None) -> None:
         """Run ``n_steps`` physics steps (default: the whole scenario).
@@ -100,7 +117,30 @@ class Engine:
             self.env.process(self._loop(self.clock.n_steps))
             self._started = True
         if t_s > self.env.now:
-            self._guarded(min(t_s, self.clock.duration_s))
+            try:
+                self._run_to(min(t_s, self.clock.duration_s))
+            except SimulationError:
+                raise
+            except Exception as exc:
+                raise self._failure(exc) from exc
+
+    def _run_to(self, t_s: int) -> None:
+        """``env.run(until=t_s)``, without creating and firing simpy's stop event.
+
+        simpy would schedule that event at ``t_s`` with urgent priority, taking the next event
+        id: everything ordered before it runs, in order. The same key is compared here, and the
+        id is consumed as simpy would, so every later event keeps its id and place.
+        """
+        env = self.env
+        queue = env._queue
+        stop = (t_s, URGENT, next(env._eid))
+        self._stop_s = t_s
+        try:
+            while queue and queue[0] < stop:  # ids are unique: the event is never compared
+                env.step()
+        finally:
+            self._stop_s = math.inf
+        env._now = t_s
 
     @property
     def finished(self) -> bool:
@@ -113,9 +153,12 @@ class Engine:
         except SimulationError:
             raise
         except Exception as exc:
-            t_s = self.now_s
-            raise SimulationError(
-                f"simulation stopped at t={t_s} s ({self.clock.iso(t_s)}), step {self.steps_done}: "
-                f"{type(exc).__name__}: {exc}",
-                t_s,
-            ) from exc
+            raise self._failure(exc) from exc
+
+    def _failure(self, exc: Exception) -> SimulationError:
+        t_s = self.now_s
+        return SimulationError(
+            f"simulation stopped at t={t_s} s ({self.clock.iso(t_s)}), step {self.steps_done}: "
+            f"{type(exc).__name__}: {exc}",
+            t_s,
+        )

@@ -51,7 +51,6 @@ class Recorder:
         self.step_s = step_s
         self.path = path
         self.chunk_rows = chunk_rows
-        self._buffer = np.zeros((chunk_rows, len(self.columns)))
         self._fill = 0
         self._rows_flushed = 0
         self._writer: Any = None
@@ -59,6 +58,14 @@ class Recorder:
         self._kept: list[np.ndarray] = []
         self._all = np.zeros((n_rows_hint, len(self.columns))) if keep_in_memory else None
         self._n_all = 0
+        # Kept in memory only, with the length known: rows are written straight into the kept
+        # array (no chunk buffer to allocate, no copy per flush) until it is full.
+        self._direct = path is None and keep_in_memory and n_rows_hint > 0
+        if self._direct:
+            assert self._all is not None
+            self._buffer = self._all
+        else:
+            self._buffer = np.zeros((chunk_rows, len(self.columns)))
 
     @property
     def n_rows(self) -> int:
@@ -70,7 +77,7 @@ class Recorder:
 
     def commit(self) -> None:
         self._fill += 1
-        if self._fill == self.chunk_rows:
+        if self._fill == len(self._buffer):
             self.flush()
 
     def _times(self, first_row: int, n: int) -> tuple[np.ndarray, Any]:
@@ -81,6 +88,15 @@ class Recorder:
         return t_s, start + pd.to_timedelta(t_s, unit="s")
 
     def flush(self) -> None:
+        if self._direct:
+            self._n_all = self._fill
+            if self._fill == len(self._buffer):
+                # Full: go on in chunks, appending to the kept rows.
+                self._direct = False
+                self._rows_flushed = self._fill
+                self._fill = 0
+                self._buffer = np.zeros((self.chunk_rows, len(self.columns)))
+            return
         if self._fill == 0:
             return
         block = self._buffer[: self._fill]
@@ -97,7 +113,12 @@ class Recorder:
             table = pa.Table.from_arrays(arrays, names=["time", "t_s", *self.columns])
             if self._writer is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._writer = pq.ParquetWriter(self.path, table.schema, compression="zstd")
+                # Dictionary encoding does not pay for measured floats (few repeated values): the
+                # writer tries it per column and falls back; without it writing takes half the
+                # time and the file is smaller.
+                self._writer = pq.ParquetWriter(
+                    self.path, table.schema, compression="zstd", use_dictionary=False
+                )
             self._writer.write_table(table)
         self._rows_flushed += self._fill
         self._fill = 0

@@ -178,28 +178,50 @@ class ActionController(Controller):
                 f"{self.kind} action of shape {action.shape}; expected ({self.size},)"
             )
         sp = self._setpoints
-        battery_req, battery_applied, per_battery = battery_projection(
-            action[:1],
-            obs.battery_p_min_kw[None, :],
-            obs.battery_p_max_kw[None, :],
-            self._charge_total,
-            self._discharge_total,
-        )
-        sp.battery_kw = per_battery[0]
+        battery_action = float(action[0])
+        if len(obs.battery_p_min_kw) == 1 and battery_action == battery_action:
+            battery_req, battery_applied = self._one_battery(
+                battery_action, float(obs.battery_p_min_kw[0]), float(obs.battery_p_max_kw[0])
+            )
+            sp.battery_kw = np.array([battery_applied])
+        else:
+            requested, applied, per_battery = battery_projection(
+                action[:1],
+                obs.battery_p_min_kw[None, :],
+                obs.battery_p_max_kw[None, :],
+                self._charge_total,
+                self._discharge_total,
+            )
+            battery_req, battery_applied = float(requested[0]), float(applied[0])
+            sp.battery_kw = per_battery[0]
         connected = obs.charger_connected[None, :]
         ev_max = obs.charger_ev_max_kw[None, :]
         if self.kind == "site_dispatch":
             ev_req, ev_applied, limit = ev_level_projection(
                 action[1:2], connected, ev_max, self._rated
             )
-            self.requested = {"battery_kw": float(battery_req[0]), "ev_kw": float(ev_req[0])}
-            self.applied = {"battery_kw": float(battery_applied[0]), "ev_kw": float(ev_applied[0])}
+            self.requested = {"battery_kw": battery_req, "ev_kw": float(ev_req[0])}
+            self.applied = {"battery_kw": battery_applied, "ev_kw": float(ev_applied[0])}
         else:
             ev_req, limit = charger_projection(action[None, 1:], ev_max, self._rated)
-            self.requested = {"battery_kw": float(battery_req[0]), "charger_kw": ev_req[0]}
-            self.applied = {"battery_kw": float(battery_applied[0]), "charger_kw": limit[0]}
+            self.requested = {"battery_kw": battery_req, "charger_kw": ev_req[0]}
+            self.applied = {"battery_kw": battery_applied, "charger_kw": limit[0]}
         sp.charger_kw = limit[0]
         return sp
+
+    def _one_battery(self, action: float, p_min_kw: float, p_max_kw: float) -> tuple[float, float]:
+        """:func:`battery_projection` of one site with one battery, on floats (the common case).
+
+        The same IEEE operations in the same order, so bit for bit the same results;
+        ``a if a > b else b`` is numpy's maximum for non-NaN values, including which of two
+        equal signed zeros it returns (the second), and likewise for the minimum.
+        """
+        a = action if action > -1.0 else -1.0
+        a = a if a < 1.0 else 1.0
+        requested = a * (self._charge_total if a >= 0.0 else self._discharge_total)
+        applied = requested if requested > p_min_kw else p_min_kw
+        applied = applied if applied < p_max_kw else p_max_kw
+        return requested, applied
 
 
 class ActionReplay(ActionController):

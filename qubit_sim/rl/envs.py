@@ -87,6 +87,8 @@ class SiteEnv(gym.Env[np.ndarray, np.ndarray]):
             reward_scale=reward_scale,
         )
         self.layout = ObservationLayout(horizon, per_charger=self.kind == "charger_fleet")
+        self._raw = np.empty((1, self.layout.size))
+        self._scalars = np.empty((4, 1))  # t_s, site_prev_kw, peak_kw, voltage_pu
         low, high = self.layout.bounds()
         self.observation_space = spaces.Box(low, high, dtype=np.float32)
         n = action_size(self.kind, horizon.site.fleet.n)
@@ -294,21 +296,28 @@ class SiteEnv(gym.Env[np.ndarray, np.ndarray]):
         layout = self.layout
         sim = self.sim
         fleet = sim.fleet
-        raw = np.empty((1, layout.size))
+        # finish() returns a new array, so the row buffer and the per-site scalars are reused.
+        raw = self._raw
         raw[0, : layout.n_exo] = self.horizon.exo_rows(self._first + self._k)
-        t_s = self._k * self.horizon.dt
+        scalars = self._scalars
+        scalars[:, 0] = (
+            self._k * self.horizon.dt,
+            self._site_prev_kw,
+            self._demand.peak_kw,
+            self._voltage,
+        )
         layout.fill_state(
             raw[:, layout.n_exo :],
             self._k,
-            np.array([t_s], dtype=float),
+            scalars[0],
             sim.bank.soc[None, :],
             fleet.connected[None, :],
             fleet.e_needed_kwh[None, :],
             fleet.departure_s[None, :],
-            fleet.max_grid_kw(self.horizon.dt)[None, :],
-            np.array([self._site_prev_kw]),
-            np.array([self._demand.peak_kw]),
-            np.array([self._voltage]),
+            sim.ev_max_kw(self._k)[None, :],
+            scalars[1],
+            scalars[2],
+            scalars[3],
         )
         return layout.finish(raw)[0]
 

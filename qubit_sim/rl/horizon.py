@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from qubit_sim.core.clock import SimClock
 from qubit_sim.errors import ConfigIssue, ScenarioError
 
 __all__ = ["SPLITS", "EpisodePlan", "Horizon", "exo_feature_names"]
@@ -105,6 +106,23 @@ def _lookahead(series: np.ndarray, bucket: int, n_buckets: int) -> np.ndarray:
     cumulative = np.concatenate([[0.0], np.cumsum(padded)])
     starts = np.arange(n)[:, None] + bucket * np.arange(n_buckets)[None, :]
     return (cumulative[starts + bucket] - cumulative[starts]) / bucket
+
+
+class _EpisodeClock(SimClock):
+    """A window's clock, built once per block: its step index is built once too.
+
+    Every reset of an episode on the block hands the simulation's oracle the same (immutable)
+    index instead of a new pandas ``date_range``.
+    """
+
+    def index(self, n_steps: int | None = None) -> Any:
+        if n_steps is not None and n_steps != self.n_steps:
+            return super().index(n_steps)
+        cached = self.__dict__.get("_index")
+        if cached is None:
+            cached = super().index()
+            object.__setattr__(self, "_index", cached)
+        return cached
 
 
 class Horizon:
@@ -201,6 +219,7 @@ class Horizon:
         self.lookahead_h = int(lookahead_h)
         self._soc_initial = site.batteries.soc.copy()
         self._powerflow_handed_out = False
+        self._clocks: dict[int, Any] = {}
 
         length = _seconds(episode_length, "episode_length")
         offset = _seconds(start_offset, "start_offset")
@@ -419,15 +438,16 @@ class Horizon:
                 horizon has one.
         """
         from qubit_sim.assets import BatteryBank, ChargerFleet
-        from qubit_sim.core.clock import SimClock
 
         site = self.site
         plan = self.plan(block)
         first = plan.offset_step
         last = first + self.episode_steps
-        clock = SimClock(
-            site.clock.start + timedelta(seconds=first * self.dt), self.dt, self.episode_s
-        )
+        clock = self._clocks.get(block)
+        if clock is None:
+            clock = self._clocks[block] = _EpisodeClock(
+                site.clock.start + timedelta(seconds=first * self.dt), self.dt, self.episode_s
+            )
         fleet = site.fleet
         bank = site.batteries
         grid = None
