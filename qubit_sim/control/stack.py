@@ -10,6 +10,9 @@
   foresight, solved once in :meth:`OfflineOptimal.reset` and replayed: the lower bound every
   comparison reports.
 
+Both LPs charge demand per billing period of the tariff: a horizon that reaches into the next
+period has a second peak, which starts from zero.
+
 How the simulated site maps to the L3 problem and plans map back to setpoints is in
 :mod:`qubit_sim.control.stack_site` and :mod:`qubit_sim.control.stack_setpoints`. All three plan in slots of ``slot_s`` (default 900 s) and must
 be called once per slot: the scenario's ``controller.period`` must equal ``slot_s`` (or be unset,
@@ -23,6 +26,7 @@ solver time per plan), ``act_time_mean_s``/``act_time_max_s`` (whole control cal
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -208,11 +212,15 @@ class Mpc(_RollingController):
         assert site.oracle is not None  # checked by StackSite
         horizon = min(self.horizon_slots, self.stack_site.n_slots)
         self.max_evs = self.forecaster.max_rows(horizon)
+        # The most billing periods any rolling window reaches: each gets a peak in the model.
+        period = np.cumsum(np.diff(self.stack_site.billing_label, prepend=0) != 0)
+        ends = np.minimum(np.arange(len(period)) + horizon, len(period)) - 1
         try:
             self.optimizer = MpcOptimizer(
                 horizon,
                 self.max_evs,
                 self.stack_site.battery is not None,
+                max_billing_periods=int((period[ends] - period).max()) + 1,
                 solver=self.solver,
                 fallback_solver=self.fallback_solver,
             )
@@ -235,6 +243,8 @@ class Mpc(_RollingController):
         problem = site.problem(
             slot, exogenous, rows, obs.battery_soc, self.meter.peak_so_far_kw(slot)
         )
+        # Each billing period the horizon reaches has its own demand peak.
+        problem = replace(problem, billing_period=site.billing_label[slot : slot + problem.n_slots])
         start = time.perf_counter()
         try:
             result = self.optimizer.solve(problem)
@@ -294,7 +304,10 @@ class OfflineOptimal(_StackController):
         stack_site = self.stack_site
         assert site.oracle is not None  # checked by StackSite
         self.rows = stack_site.oracle_rows(site.oracle, 0, stack_site.n_slots, include_now=True)
-        self.problem = stack_site.problem(0, stack_site.series, self.rows)
+        self.problem = replace(
+            stack_site.problem(0, stack_site.series, self.rows),
+            billing_period=stack_site.billing_label,
+        )
         try:
             self.result = offline_optimal(
                 self.problem, solver=self.solver, fallback_solver=self.fallback_solver

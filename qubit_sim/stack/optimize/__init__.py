@@ -3,8 +3,12 @@
 * :func:`greedy_schedule` - the Qubit greedy EV scheduler.
 * :func:`peak_shaving` - the Qubit two-pass battery peak shaving; :func:`qubit_baseline_plan`
   chains both.
-* :class:`MpcOptimizer` - the exact site LP, built once with cvxpy Parameters, re-solved per cycle.
+* :class:`MpcOptimizer` - the exact site LP, re-solved per cycle: assembled as sparse matrices for
+  HiGHS (default), or the cvxpy model built once with DPP Parameters (reference and fallback).
 * :func:`offline_optimal` - the same LP over the whole horizon with perfect foresight.
+
+Demand charges are per billing period: a :class:`SiteProblem` with ``billing_period`` labels has one
+peak per period the horizon touches.
 * :func:`evaluate_plan` - the one objective every plan is scored with.
 
 cvxpy is imported only when :class:`MpcOptimizer` or :func:`offline_optimal` is first used.

@@ -15,12 +15,14 @@ Variables and constraints (dt = slot length [h]):
   ``E[last] <= e_needed``.
 * Site power ``load + G (x / eff) + ch - dis - pv_used = imp - exp``; ``imp <= import_max + s_imp``,
   ``exp <= export_max + s_exp`` with penalised slacks ``s >= 0``; ``pv_min <= pv_used <= pv``.
-* Peak ``peak >= imp``, ``peak >= peak_so_far``.
+* Peaks, one per billing period ``p``: ``imp[t] <= peak[period(t)]`` (``S @ peak`` with the
+  slot-to-period matrix ``S``), ``peak >= peak_floor`` (the peak reached so far in the first
+  period, 0 in later ones).
 * Battery: ``eb[t] = eb[t-1] + gain_ch ch - gain_dis dis``, ``e_lo <= eb <= e_hi``, rate limits.
 * Grid hook: ``lower - base - s_g <= sens * site <= upper - base + s_g``.
 
 Objective (constants dropped): ``w_import . imp - w_export . exp + w_slack . (s_imp + s_exp)
-+ demand_charge * peak + w_deg . (ch + dis) - terminal * eb[T-1] - unmet_w . E[last]
++ demand_charge * sum(peak) + w_deg . (ch + dis) - terminal * eb[T-1] - unmet_w . E[last]
 + sum(s_g) . w_slack``.
 """
 
@@ -108,9 +110,10 @@ class EvLayout:
 
 
 def coefficient_shapes(
-    layout: EvLayout, has_battery: bool, n_grid: int
+    layout: EvLayout, has_battery: bool, n_grid: int, n_periods: int = 1
 ) -> dict[str, tuple[int, ...]]:
-    """Name and shape of every coefficient of :func:`build_site_lp`."""
+    """Name and shape of every coefficient of :func:`build_site_lp` with room for ``n_periods``
+    billing periods."""
     k, n, t = layout.n_entries, layout.n_ev, layout.n_slots
     shapes: dict[str, tuple[int, ...]] = {
         "load": (t,),
@@ -122,7 +125,8 @@ def coefficient_shapes(
         "import_max": (),
         "export_max": (),
         "demand_charge": (),
-        "peak0": (),
+        "peak0": (n_periods,),
+        "period_of_slot": (t, n_periods),
     }
     if k:
         shapes.update(
@@ -164,11 +168,14 @@ def lp_coefficients(
     has_battery: bool,
     grid: LinearGridConstraint | None = None,
     n_grid: int = 0,
+    n_periods: int | None = None,
 ) -> dict[str, Any]:
     """Numeric coefficients of ``problem`` for a model of ``layout.n_slots`` slots.
 
-    Slots beyond the problem's horizon are padding: no load, no PV, no price, no EV, idle battery;
-    session rows beyond ``problem.evs.n`` are unused (``p_max`` 0).
+    Slots beyond the problem's horizon are padding: no load, no PV, no price, no EV, idle battery,
+    counted in the last billing period; session rows beyond ``problem.evs.n`` are unused
+    (``p_max`` 0), and so are peaks beyond ``problem.n_periods``. ``n_periods=None`` sizes the peaks
+    to the problem, with a sparse slot-to-period matrix.
     """
     horizon, t_used = layout.n_slots, problem.n_slots
     dt, w = problem.dt_h, problem.weights
@@ -183,7 +190,7 @@ def lp_coefficients(
         "import_max": problem.import_max_kw,
         "export_max": problem.export_max_kw,
         "demand_charge": w.demand_charge_per_kw,
-        "peak0": problem.peak_so_far_kw,
+        **_period_coefficients(problem, horizon, n_periods),
     }
     if layout.n_entries:
         evs = problem.evs
@@ -263,6 +270,25 @@ def lp_coefficients(
     return coef
 
 
+def _period_coefficients(
+    problem: SiteProblem, horizon: int, n_periods: int | None
+) -> dict[str, Any]:
+    used = problem.n_periods
+    rows = used if n_periods is None else n_periods
+    if used > rows:
+        raise OptimizationError(
+            f"the horizon touches {used} billing periods; the model was built for {rows}. "
+            f"Build it with max_billing_periods >= {used}"
+        )
+    period = np.full(horizon, used - 1, dtype=np.int64)
+    period[: problem.n_slots] = problem.period_index()
+    member = sp.csr_matrix((np.ones(horizon), (np.arange(horizon), period)), shape=(horizon, rows))
+    return {
+        "peak0": _pad(problem.peak_floor_kw(), rows),
+        "period_of_slot": member if n_periods is None else member.toarray(),
+    }
+
+
 @dataclass(frozen=True)
 class SiteLp:
     """A built site LP and its variables (battery/EV/grid entries are ``None`` when absent)."""
@@ -285,20 +311,20 @@ def build_site_lp(
     s_imp = cp.Variable(t, nonneg=True, name="import_slack_kw")
     s_exp = cp.Variable(t, nonneg=True, name="export_slack_kw")
     pv_used = cp.Variable(t, nonneg=True, name="pv_used_kw")
-    peak = cp.Variable(name="peak_kw")
+    peak = cp.Variable(np.shape(coef["peak0"]), name="peak_kw")
     site: cp.Expression = coef["load"] - pv_used
     objective: cp.Expression = (
         coef["w_import"] @ imp
         - coef["w_export"] @ exp
         + coef["w_slack"] @ (s_imp + s_exp)
-        + coef["demand_charge"] * peak
+        + coef["demand_charge"] * cp.sum(peak)
     )
     constraints: list[cp.Constraint] = [
         imp <= coef["import_max"] + s_imp,
         exp <= coef["export_max"] + s_exp,
         pv_used <= coef["pv"],
         pv_used >= coef["pv_min"],
-        peak >= imp,
+        imp <= coef["period_of_slot"] @ peak,
         peak >= coef["peak0"],
     ]
     ev_power = None

@@ -75,7 +75,8 @@ class ObjectiveTerms:
         energy_cost: Import energy cost [currency].
         export_revenue: Export remuneration [currency].
         emissions_g: Emissions of imported energy [gCO2].
-        demand_charge: Charge on the import peak above ``peak_so_far_kw`` [currency].
+        demand_charge: Charge on the import peak of each billing period, above
+            ``peak_so_far_kw`` in the first [currency].
         degradation_cost: Battery throughput cost [currency].
         unmet_kwh: EV energy not delivered [kWh].
         unmet_penalty: Priority-weighted penalty on ``unmet_kwh``.
@@ -145,7 +146,10 @@ def evaluate_plan(
     energy_cost = float(problem.price_per_kwh @ imp * dt)
     export_revenue = float(problem.export_price_per_kwh @ exp * dt)
     emissions_g = float(problem.carbon_g_per_kwh @ imp * dt)
-    demand = w.demand_charge_per_kw * max(0.0, float(imp.max()) - problem.peak_so_far_kw)
+    period_peaks = np.zeros(problem.n_periods)
+    np.maximum.at(period_peaks, problem.period_index(), imp)
+    increase = np.maximum(period_peaks - problem.peak_floor_kw(), 0.0)
+    demand = w.demand_charge_per_kw * float(increase.sum())
     degradation = 0.0
     terminal = 0.0
     if problem.battery is not None:

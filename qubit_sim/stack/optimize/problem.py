@@ -215,8 +215,8 @@ class ObjectiveWeights:
     Attributes:
         cost_weight: Multiplies energy cost minus export revenue [-].
         carbon_weight: Carbon price [currency per gCO2] on imported energy.
-        demand_charge_per_kw: Charge on the horizon import peak above ``peak_so_far_kw``
-            [currency per kW].
+        demand_charge_per_kw: Charge on the import peak of each billing period the horizon
+            touches, above ``peak_so_far_kw`` in the first one [currency per kW].
         unmet_penalty_per_kwh: Penalty per kWh of EV energy not delivered, times the session
             priority [currency per kWh].
         terminal_value_per_kwh: Value of energy stored in the battery at the end of the horizon
@@ -270,8 +270,12 @@ class SiteProblem:
         evs: EV sessions.
         battery: Stationary battery, or ``None``.
         weights: Objective weights.
-        peak_so_far_kw: Import peak already reached in the billing period [kW].
+        peak_so_far_kw: Import peak already reached in the billing period of the first slot [kW];
+            later billing periods start from zero.
         pv_curtailment_allowed: Whether plans may use less PV than available.
+        billing_period: Billing-period label per slot (non-decreasing integers, e.g. from
+            :func:`qubit_sim.core.tariff.billing_periods`): each period has its own demand peak.
+            ``None``: the whole horizon is one billing period.
     """
 
     slot_s: int
@@ -288,6 +292,7 @@ class SiteProblem:
     weights: ObjectiveWeights = field(default_factory=ObjectiveWeights)
     peak_so_far_kw: float = 0.0
     pv_curtailment_allowed: bool = True
+    billing_period: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         _require(int(self.slot_s) > 0, f"slot_s = {self.slot_s} must be a positive integer")
@@ -325,6 +330,15 @@ class SiteProblem:
             value = float(getattr(self, name))
             _require(np.isfinite(value) and value >= 0, f"{name} = {value} must be finite, >= 0")
             object.__setattr__(self, name, value)
+        if self.billing_period is not None:
+            labels = _vector("billing_period", self.billing_period, n, np.int64)
+            if np.any(np.diff(labels) < 0):
+                t = _first_bad(np.diff(labels) < 0) + 1
+                raise OptimizationError(
+                    f"billing_period[{t}] = {labels[t]} is below billing_period[{t - 1}] = "
+                    f"{labels[t - 1]}; labels must not decrease (each period is one run of slots)"
+                )
+            object.__setattr__(self, "billing_period", labels)
 
     @property
     def n_slots(self) -> int:
@@ -349,6 +363,25 @@ class SiteProblem:
         if self.battery is None:
             return 0.0
         return float(self.battery.eta_discharge * np.mean(self.effective_cost_per_kwh()))
+
+    def period_index(self) -> np.ndarray:
+        """Billing period of each slot as ``0 .. P-1`` in time order (all 0 without labels)."""
+        if self.billing_period is None:
+            return np.zeros(self.n_slots, dtype=np.int64)
+        starts = np.concatenate([[False], np.diff(self.billing_period) != 0])
+        return np.cumsum(starts).astype(np.int64)
+
+    @property
+    def n_periods(self) -> int:
+        """Number of billing periods the horizon touches."""
+        return int(self.period_index()[-1]) + 1
+
+    def peak_floor_kw(self) -> np.ndarray:
+        """Import peak already reached per billing period ``(P,)`` [kW]: ``peak_so_far_kw`` for
+        the first, zero for the later ones."""
+        floor = np.zeros(self.n_periods)
+        floor[0] = self.peak_so_far_kw
+        return floor
 
     def availability(self) -> np.ndarray:
         """EV availability ``(N, T)``."""
