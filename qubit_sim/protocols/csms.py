@@ -41,6 +41,7 @@ from qubit_sim.protocols.ocpp_common import (
     DEFAULT_EPOCH,
     SUBPROTOCOLS,
     VERSIONS,
+    OcppTraffic,
     check_version,
     quantize_limit,
     sim_to_iso,
@@ -82,6 +83,10 @@ class Csms:
         response_timeout_s: Wall-clock wait for a charge point's answer [s].
         limit_stack_level: Stack level of the TxDefaultProfile behind :meth:`set_power_limit`.
         versions: OCPP versions offered, in order of preference.
+
+    Attributes:
+        state: Charge points, connectors and transactions seen (:class:`CsmsState`).
+        traffic: Frames received from all charge points (:class:`OcppTraffic`).
     """
 
     def __init__(
@@ -117,6 +122,7 @@ class Csms:
         self.limit_stack_level = limit_stack_level
         self._subprotocols = [SUBPROTOCOLS[check_version(v)] for v in versions]
         self.state = CsmsState()
+        self.traffic = OcppTraffic()
         self._sessions: dict[str, Any] = {}
         self._server: Any = None
         self._remote_start_ids = 0
@@ -224,6 +230,7 @@ class Csms:
         old = self._sessions.get(identity)
         session_cls = Csms16Session if version == "1.6" else Csms201Session
         session = session_cls(identity, ws, self)
+        session.traffic = self.traffic
         self._sessions[identity] = session
         record = self.state.charge_point(identity, version)
         record.online = True

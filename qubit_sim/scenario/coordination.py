@@ -42,6 +42,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -78,6 +79,7 @@ from qubit_sim.twins.links import (
 
 __all__ = [
     "Coordinator",
+    "DeviceLinks",
     "DirectL4Link",
     "FailingLink",
     "LinkWrapper",
@@ -160,6 +162,40 @@ class DirectL4Link:
             p_kw=float(reading["p_kw"]),
             status=str(reading.get("status", "enabled" if reading.get("enabled") else "")),
             soc=None if soc is None else float(soc),
+        )
+
+
+@dataclass
+class DeviceLinks:
+    """How the coordinator reaches the devices of a run.
+
+    Attributes:
+        chargers / batteries: The L4 link of each charger and battery, in fleet and bank order.
+        set_pv_cap: ``(plant index, cap [kW] or None)``: PV curtailment (no L4 command type).
+        lift_charger_cap: ``(charger index)``: remove a charger's cap (no L4 command type).
+    """
+
+    chargers: list[DeviceLink]
+    batteries: list[DeviceLink]
+    set_pv_cap: Callable[[int, float | None], object]
+    lift_charger_cap: Callable[[int], object]
+
+    @classmethod
+    def direct(cls, router: SetpointRouter, now_s: Callable[[], int]) -> DeviceLinks:
+        """In-process links (``mode: fast``) over the router's ``Direct*Link``."""
+        fleet_ids = [charger_asset_id(str(c)) for c in router.devices.fleet.ids]
+        bank_ids = [battery_asset_id(str(b)) for b in router.devices.bank.ids]
+        return cls(
+            chargers=[
+                DirectL4Link(a, link, now_s)
+                for a, link in zip(fleet_ids, router.charger_links, strict=True)
+            ],
+            batteries=[
+                DirectL4Link(a, link, now_s)
+                for a, link in zip(bank_ids, router.battery_links, strict=True)
+            ],
+            set_pv_cap=lambda j, cap: router.pv_links[j].set_power_limit(cap),
+            lift_charger_cap=lambda i: router.charger_links[i].set_power_limit(None),
         )
 
 
@@ -271,6 +307,8 @@ class Coordinator:
         site_id: Qubit site id (``sit_...``).
         config: L4 settings; Qubit defaults (5 s retry base, 30 s timeout, 3 retries, x2).
         link_wrapper: Optional ``(asset_id, link) -> link`` applied to every device's L4 link.
+        links: How the devices are reached (default: :meth:`DeviceLinks.direct` over the
+            router; a wire run passes its OCPP and Modbus links).
 
     Attributes:
         dispatch: The L4 dispatch engine (every command and its history).
@@ -292,6 +330,7 @@ class Coordinator:
         site_id: str = "sit_default",
         config: CoordinatorConfig | None = None,
         link_wrapper: LinkWrapper | None = None,
+        links: DeviceLinks | None = None,
     ) -> None:
         self.router = router
         self.devices = router.devices
@@ -308,12 +347,12 @@ class Coordinator:
         now = self._now
         self.charger_ids = [charger_asset_id(str(c)) for c in self.fleet.ids]
         self.battery_ids = [battery_asset_id(str(b)) for b in self.devices.bank.ids]
-        direct: list[tuple[str, DirectChargerLink | DirectBatteryLink]] = [
-            *zip(self.charger_ids, router.charger_links, strict=True),
-            *zip(self.battery_ids, router.battery_links, strict=True),
+        self.device_links = links if links is not None else DeviceLinks.direct(router, now)
+        device_links: list[tuple[str, DeviceLink]] = [
+            *zip(self.charger_ids, self.device_links.chargers, strict=True),
+            *zip(self.battery_ids, self.device_links.batteries, strict=True),
         ]
-        for asset_id, link in direct:
-            l4: DeviceLink = DirectL4Link(asset_id, link, now)
+        for asset_id, l4 in device_links:
             if link_wrapper is not None:
                 l4 = link_wrapper(asset_id, l4)
             self.links.register(asset_id, l4)
@@ -352,7 +391,7 @@ class Coordinator:
         now = self._now()
         if changes is not None:
             for j, cap in changes.pv:
-                self.router.pv_links[j].set_power_limit(cap)
+                self.device_links.set_pv_cap(j, cap)
             self.dispatch.poll_replies(now)
             self.dispatch.check_timeouts(now)
             created: list[Command] = []
@@ -374,7 +413,7 @@ class Coordinator:
         if limit is None:
             # No L4 command lifts a cap: cancel what is unfinished so no retry re-imposes one.
             self.dispatch.cancel_asset_commands(asset_id, now, "power limit lifted (no cap)")
-            self.router.charger_links[i].set_power_limit(None)
+            self.device_links.lift_charger_cap(i)
             return []
         command = self.dispatch.create_command(
             asset_id, CommandType.SET_CHARGE_RATE, now, value_kw=limit, now=now

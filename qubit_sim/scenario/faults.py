@@ -2,21 +2,52 @@
 
 A fault entry becomes one or more windows ``[start_s, end_s)`` on the step grid (a start or end
 between two steps acts at the next step start, where lock-step can act on it). A device's windows
-of one kind are merged, so overlapping entries do not cancel each other out.
+of one kind are merged, so overlapping entries do not cancel each other out. Every window is
+logged as ``fault_start`` / ``fault_end`` events. Both modes act on the same device state and
+make the same random draws, so ``fast`` and ``wire`` give the same physics (the time series and
+the fault events are equal); what only exists on the wire is listed per kind.
 
-``link_drop`` (chargers): while a charger's link is down the stack cannot reach it. Its setpoint
-changes are *not delivered*; the charger keeps the limit it holds and charges on it, and the
-latest setpoint is delivered at the first control cycle after the link is back (if it still
-differs). This holds in both modes, so ``fast`` and ``wire`` give the same results:
+``link_drop`` (chargers): the stack cannot reach the charger. Its setpoint changes are *not
+delivered*; the charger keeps the limit it holds and charges on it, and the latest setpoint is
+delivered at the first control cycle after the link is back (if it still differs). On the wire
+the twin's websocket is closed and the CSMS refuses its reconnection attempts (HTTP 503) until
+the window ends; the twin queues its transaction messages and delivers them in order after it
+reconnected on its back-off.
 
-* ``wire`` (:mod:`qubit_sim.scenario.wire`): the twin's websocket is closed and the CSMS refuses
-  its reconnection attempts (HTTP 503) until the window ends; the twin queues its transaction
-  messages meanwhile and delivers them in order after it reconnected on its back-off;
-* ``fast`` (:class:`FaultedSimulation`): no socket to close; setpoints are withheld the same way.
+``latency`` (any devices): every message of the device's link arrives ``delay`` later. A
+command sent at ``t`` acts at the first step start at or after ``t + delay`` (commands to one
+device never overtake each other), in both modes; a ``command_delayed`` event records it. On
+the wire the charge point twin's own messages (status, transaction messages, meter values)
+also leave ``delay`` simulated seconds late, in order.
+
+``message_loss`` (any devices): each message is lost with ``probability``. A lost command never
+reaches the device, which keeps the limit it holds; the stack sends the latest setpoint again at
+the next control cycle (``command_lost`` event). Draws come from the run's ``faults`` random
+stream in a fixed order, so both modes lose the same commands. On the wire a charge point
+twin's lost status notification or meter-value sample is dropped for good, while a lost
+transaction message (start, stop, transaction meter values) is sent again by the OCPP queue
+and counted once by the CSMS, so transaction energy still closes to the Wh. Each twin draws
+from its own stream ``faults/<charger id>``.
+
+``device_fault`` (one device): a charger reports ``Faulted`` (OCPP StatusNotification) and
+delivers no power, its transaction stays open; a battery or PV plant sets its SunSpec alarm and
+event bits and holds 0 kW. When the window ends the device returns to the limit it was last
+given (``Charging``/``Available`` again).
+
+``modbus_timeout`` (a battery or PV plant): its Modbus server does not answer (every request
+fails with exception 0x0B, *gateway target device failed to respond*); setpoint writes cannot
+be delivered and the device holds its last value. The latest setpoint is delivered at the first
+control cycle after the window. Without a wire there is no server; the setpoints are withheld
+the same way.
+
+``meter_freeze`` (one device): the reported power and energy registers stop at their values at
+the window start (OCPP meter values, SunSpec registers, link readings) while the physics goes
+on; after the window they jump to the true values, so no energy is lost. A transaction start or
+stop reads the charger's meter afresh (its billing reading is true) and the meter stays frozen
+at that reading.
 
 The fraction form ``{fraction: x}`` draws ``max(1, round(x * n))`` chargers once per run from the
-run's ``faults`` random stream. The other kinds (``latency``, ``message_loss``, ``device_fault``,
-``modbus_timeout``, ``meter_freeze``) are not supported yet: a scenario using them is rejected.
+run's ``faults`` random stream.
 """
 
 from __future__ import annotations
@@ -28,24 +59,51 @@ from typing import Any
 import numpy as np
 
 from qubit_sim.control.base import Setpoints
+from qubit_sim.core.rng import RngTree
 from qubit_sim.errors import ConfigIssue, ScenarioError
 from qubit_sim.scenario.build import SiteModel
-from qubit_sim.scenario.schema import DeviceFraction, LinkDropSpec
+from qubit_sim.scenario.schema import DeviceFraction
 from qubit_sim.scenario.simulation import Simulation
 from qubit_sim.twins.links import SetpointChanges, SetpointRouter
 
 __all__ = [
+    "DEVICE_KINDS",
     "SUPPORTED_KINDS",
     "FaultPlan",
     "FaultWindow",
     "FaultedSimulation",
+    "apply_fault_transitions",
+    "configure_endpoints",
     "log_fault_transitions",
     "plan_faults",
     "withhold_unreachable",
 ]
 
-#: Fault kinds this version injects; a scenario using any other kind is rejected.
-SUPPORTED_KINDS = ("link_drop",)
+#: Fault kinds this version injects.
+SUPPORTED_KINDS = (
+    "link_drop",
+    "latency",
+    "message_loss",
+    "device_fault",
+    "modbus_timeout",
+    "meter_freeze",
+)
+
+#: Device kinds each fault kind applies to.
+DEVICE_KINDS: dict[str, tuple[str, ...]] = {
+    "link_drop": ("charger",),
+    "latency": ("charger", "battery", "pv"),
+    "message_loss": ("charger", "battery", "pv"),
+    "device_fault": ("charger", "battery", "pv"),
+    "modbus_timeout": ("battery", "pv"),
+    "meter_freeze": ("charger", "battery", "pv"),
+}
+
+_WHY_NOT = {
+    "link_drop": "link_drop takes charger ids (a battery or PV link fails as modbus_timeout)",
+    "modbus_timeout": "modbus_timeout takes battery or PV ids (a charger speaks OCPP: use "
+    "link_drop)",
+}
 
 
 @dataclass(frozen=True)
@@ -53,11 +111,14 @@ class FaultWindow:
     """One merged fault window of one device.
 
     Attributes:
-        kind: Fault kind (``"link_drop"``).
+        kind: Fault kind (``"link_drop"``, ``"latency"``, ...).
         device_id: Device id as in the results columns, e.g. ``depot_ac3``.
-        index: Index of the device in its kind's arrays (charger fleet order).
+        index: Index of the device in its kind's arrays (fleet, bank or PV order).
         start_s: First simulated second of the fault [s], a step start.
         end_s: First simulated second after it [s], a step start (or the horizon).
+        device_kind: ``"charger"``, ``"battery"`` or ``"pv"``.
+        value: The kind's parameter: ``delay`` [s] for latency, ``probability`` for
+            message_loss (the largest of merged overlapping entries), else 0.
     """
 
     kind: str
@@ -65,28 +126,51 @@ class FaultWindow:
     index: int
     start_s: int
     end_s: int
+    device_kind: str = "charger"
+    value: float = 0.0
 
 
 class FaultPlan:
-    """The resolved fault windows of a run.
+    """The resolved fault windows of a run, and the commands they hold back.
 
     Args:
         windows: Merged windows (at most one per device and kind covering any instant).
         n_chargers: Chargers of the site.
+        rng: Draws of message loss (the run's ``faults`` stream, after the fraction draws).
+        step_s: Physics step [s] (delayed commands act at step starts).
     """
 
-    def __init__(self, windows: list[FaultWindow], n_chargers: int) -> None:
+    def __init__(
+        self,
+        windows: list[FaultWindow],
+        n_chargers: int,
+        rng: np.random.Generator | None = None,
+        step_s: int = 1,
+    ) -> None:
         self.windows = tuple(sorted(windows, key=lambda w: (w.start_s, w.kind, w.index)))
         self.n_chargers = n_chargers
+        self.rng = rng if rng is not None else np.random.default_rng(0)
+        self.step_s = step_s
         self._starts: dict[int, list[FaultWindow]] = {}
         self._ends: dict[int, list[FaultWindow]] = {}
         for window in self.windows:
             self._starts.setdefault(window.start_s, []).append(window)
             self._ends.setdefault(window.end_s, []).append(window)
-        self._link_windows = [w for w in self.windows if w.kind == "link_drop"]
+        self._by_kind: dict[str, list[FaultWindow]] = {}
+        for window in self.windows:
+            self._by_kind.setdefault(window.kind, []).append(window)
+        self._link_windows = self._by_kind.get("link_drop", [])
+        #: Delayed commands: ``(due_s, device_kind, index, value)`` in sending order.
+        self.pending: list[tuple[int, str, int, float | None]] = []
+        #: Commands withheld (link down, Modbus timeout), lost and delayed so far.
+        self.counts = {"withheld": 0, "lost": 0, "delayed": 0}
 
     def __bool__(self) -> bool:
         return bool(self.windows)
+
+    def has(self, kind: str) -> bool:
+        """Whether any window is of ``kind``."""
+        return kind in self._by_kind
 
     def starting(self, t_s: int) -> list[FaultWindow]:
         """Windows that begin at ``t_s``."""
@@ -96,6 +180,10 @@ class FaultPlan:
         """Windows that end at ``t_s``."""
         return self._ends.get(t_s, [])
 
+    def active(self, kind: str, t_s: int) -> list[FaultWindow]:
+        """Windows of ``kind`` covering ``t_s``."""
+        return [w for w in self._by_kind.get(kind, []) if w.start_s <= t_s < w.end_s]
+
     def links_down(self, t_s: int) -> np.ndarray:
         """Per charger, whether its link is down at ``t_s`` (bool array)."""
         down = np.zeros(self.n_chargers, dtype=bool)
@@ -104,14 +192,123 @@ class FaultPlan:
                 down[window.index] = True
         return down
 
+    def _values(self, kind: str, t_s: int) -> dict[tuple[str, int], float]:
+        return {(w.device_kind, w.index): w.value for w in self.active(kind, t_s)}
 
-def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    merged: list[tuple[int, int]] = []
-    for start, end in sorted(spans):
+    def filter_commands(
+        self,
+        changes: SetpointChanges | None,
+        t_s: int,
+        router: SetpointRouter,
+        down: np.ndarray | None = None,
+        log: Any = None,
+    ) -> SetpointChanges | None:
+        """The commands of ``changes`` that reach their devices at ``t_s``.
+
+        Unreachable devices (link down, Modbus timeout) and lost commands are withheld: the
+        router forgets them and sends the latest setpoint again at the next control cycle.
+        Delayed commands go to :attr:`pending` (:meth:`due` hands them out).
+
+        Args:
+            changes: What the router would send now.
+            t_s: Simulated time [s].
+            router: The router that produced ``changes``.
+            down: Per charger, whether it cannot be reached (default: :meth:`links_down`).
+            log: ``log(event_type, **data)`` for ``command_lost`` / ``command_delayed``.
+        """
+        if changes is None or not self.windows:
+            return changes
+        down = self.links_down(t_s) if down is None else down
+        silent = {(w.device_kind, w.index) for w in self.active("modbus_timeout", t_s)}
+        loss = self._values("message_loss", t_s)
+        delay = self._values("latency", t_s)
+        last_due: dict[tuple[str, int], int] = {(k, i): due for due, k, i, _ in self.pending}
+        kept = SetpointChanges()
+        lost = SetpointChanges()
+        kinds = (
+            ("charger", changes.chargers, kept.chargers, lost.chargers),
+            ("battery", changes.batteries, kept.batteries, lost.batteries),
+            ("pv", changes.pv, kept.pv, lost.pv),
+        )
+        for device_kind, commands, keep, drop in kinds:
+            for index, value in commands:
+                key = (device_kind, index)
+                unreachable = key in silent or (device_kind == "charger" and bool(down[index]))
+                if unreachable:
+                    drop.append((index, value))  # type: ignore[arg-type]
+                    self.counts["withheld"] += 1
+                    continue
+                p = loss.get(key, 0.0)
+                if p > 0.0 and self.rng.random() < p:
+                    drop.append((index, value))  # type: ignore[arg-type]
+                    self.counts["lost"] += 1
+                    if log is not None:
+                        log("command_lost", device_kind=device_kind, index=index, value=value)
+                    continue
+                due = t_s
+                if key in delay:
+                    due = -(-(t_s + int(delay[key])) // self.step_s) * self.step_s
+                due = max(due, last_due.get(key, due))  # no overtaking
+                if due > t_s:
+                    self.pending.append((due, device_kind, index, value))
+                    last_due[key] = due
+                    self.counts["delayed"] += 1
+                    if log is not None:
+                        log("command_delayed", device_kind=device_kind, index=index, due_s=due)
+                    continue
+                keep.append((index, value))  # type: ignore[arg-type]
+        if len(lost):
+            _forget(router, lost)
+        return kept if len(kept) else None
+
+    def due(self, t_s: int) -> SetpointChanges | None:
+        """Delayed commands that arrive at ``t_s`` (removed from :attr:`pending`)."""
+        if not any(item[0] <= t_s for item in self.pending):
+            return None
+        ready = SetpointChanges()
+        rest = []
+        for item in self.pending:
+            due, device_kind, index, value = item
+            if due > t_s:
+                rest.append(item)
+            elif device_kind == "charger":
+                ready.chargers.append((index, value))
+            elif device_kind == "battery":
+                ready.batteries.append((index, float(value)))  # type: ignore[arg-type]
+            else:
+                ready.pv.append((index, value))
+        self.pending = rest
+        return ready if len(ready) else None
+
+
+def _forget(router: SetpointRouter, withheld: SetpointChanges) -> None:
+    """Make the router send the withheld setpoints again at its next cycle."""
+    devices = router.devices
+    for i, _ in withheld.chargers:
+        # The device still holds its old value; remembering that as "sent" re-sends later.
+        router._charger_sent[i] = devices.charger_requested_kw[i]
+    for j, _ in withheld.batteries:
+        router._battery_sent[j] = np.inf  # no wire value: whatever comes next is sent
+    for j, _ in withheld.pv:
+        router._pv_sent[j] = np.inf
+    # The same controller arrays must be compared again next cycle.
+    if withheld.chargers:
+        router._raw[0] = None
+    if withheld.batteries:
+        router._raw[1] = None
+    if withheld.pv:
+        router._raw[2] = None
+    router.sent -= len(withheld)
+
+
+def _merge(spans: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
+    merged: list[tuple[int, int, float]] = []
+    for start, end, value in sorted(spans):
         if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+            first, last, before = merged[-1]
+            merged[-1] = (first, max(last, end), max(before, value))
         else:
-            merged.append((start, end))
+            merged.append((start, end, value))
     return merged
 
 
@@ -126,81 +323,90 @@ def _unknown(device_id: str, known: list[str], what: str) -> str:
     return f"unknown {what} id {device_id!r}{hint} (the site's {what}s: {listed or 'none'})"
 
 
-def _chargers_of(
-    spec: LinkDropSpec, path: str, site: SiteModel, rng: np.random.Generator
-) -> tuple[list[int], list[ConfigIssue]]:
-    ids = list(site.fleet.ids)
-    if isinstance(spec.devices, DeviceFraction):
-        if not ids:
-            return [], [ConfigIssue(f"{path}.devices", "the site has no chargers to drop")]
-        k = max(1, round(spec.devices.fraction * len(ids)))
-        return sorted(int(i) for i in rng.choice(len(ids), size=k, replace=False)), []
+def _devices_of(
+    fault: Any, path: str, site: SiteModel, rng: np.random.Generator
+) -> tuple[list[tuple[str, int, str]], list[ConfigIssue]]:
+    """``(device kind, index, id)`` of the devices ``fault`` names, and issues."""
+    allowed = DEVICE_KINDS[fault.kind]
+    ids = {
+        "charger": list(site.fleet.ids),
+        "battery": list(site.batteries.ids),
+        "pv": list(site.pv_ids),
+    }
+    chargers = ids["charger"]
+    single = hasattr(fault, "device")
+    devices = [fault.device] if single else fault.devices
+    if isinstance(devices, DeviceFraction):
+        if not chargers:
+            return [], [ConfigIssue(f"{path}.devices", "the site has no chargers to choose from")]
+        k = max(1, round(devices.fraction * len(chargers)))
+        drawn = sorted(int(i) for i in rng.choice(len(chargers), size=k, replace=False))
+        return [("charger", i, chargers[i]) for i in drawn], []
     issues: list[ConfigIssue] = []
-    chosen: list[int] = []
-    other = set(site.batteries.ids) | set(site.pv_ids)
-    for n, device_id in enumerate(spec.devices):
-        if device_id in ids:
-            chosen.append(ids.index(device_id))
-        elif device_id in other:
+    chosen: list[tuple[str, int, str]] = []
+    names = {"charger": "charger", "battery": "battery", "pv": "PV plant"}
+    for n, device_id in enumerate(devices):
+        where = f"{path}.device" if single else f"{path}.devices[{n}]"
+        kind = next((k for k, known in ids.items() if device_id in known), None)
+        if kind is None:
+            known = [d for k in allowed for d in ids[k]]
+            what = "device" if len(allowed) > 1 else names[allowed[0]]
+            issues.append(ConfigIssue(where, _unknown(device_id, known, what)))
+        elif kind not in allowed:
             issues.append(
                 ConfigIssue(
-                    f"{path}.devices[{n}]",
-                    f"link_drop on {device_id!r} (a battery or PV plant) is not supported yet; "
-                    "link_drop takes charger ids",
+                    where,
+                    f"{fault.kind} on {device_id!r} (a {names[kind]}) is not possible; "
+                    + _WHY_NOT.get(fault.kind, ""),
                 )
             )
         else:
-            issues.append(ConfigIssue(f"{path}.devices[{n}]", _unknown(device_id, ids, "charger")))
-    if not spec.devices:
-        issues.append(ConfigIssue(f"{path}.devices", "give at least one charger id"))
+            chosen.append((kind, ids[kind].index(device_id), device_id))
+    if not devices:
+        issues.append(ConfigIssue(f"{path}.devices", "give at least one device id"))
     return sorted(set(chosen)), issues
 
 
 def plan_faults(site: SiteModel) -> FaultPlan:
     """Resolve the scenario's ``faults:`` into windows on the step grid.
 
-    Device fractions are drawn from ``site.rng.generator("faults")``.
+    Device fractions, then message losses, are drawn from ``site.rng.generator("faults")``.
 
     Raises:
-        ScenarioError: naming each entry (``faults[i]``) with an unknown device id or a kind
-            that is not supported yet.
+        ScenarioError: naming each entry (``faults[i]``) with an unknown device id or a device
+            its kind cannot act on.
     """
     spec = site.scenario.spec
     step_s = site.clock.step_s
     horizon_s = site.clock.duration_s
     rng = site.rng.generator("faults")
     issues: list[ConfigIssue] = []
-    spans: dict[tuple[str, int], list[tuple[int, int]]] = {}
+    spans: dict[tuple[str, str, int, str], list[tuple[int, int, float]]] = {}
     for n, fault in enumerate(spec.faults):
         path = f"faults[{n}]"
-        if fault.kind not in SUPPORTED_KINDS:
-            issues.append(
-                ConfigIssue(
-                    f"{path}.kind",
-                    f"fault kind {fault.kind!r} is not supported yet; supported: "
-                    f"{', '.join(SUPPORTED_KINDS)}",
-                )
-            )
+        if fault.kind not in SUPPORTED_KINDS:  # pragma: no cover - the schema lists the kinds
+            issues.append(ConfigIssue(f"{path}.kind", f"unknown fault kind {fault.kind!r}"))
             continue
-        assert isinstance(fault, LinkDropSpec)
-        chargers, found = _chargers_of(fault, path, site, rng)
+        devices, found = _devices_of(fault, path, site, rng)
         issues += found
+        value = float(getattr(fault, "delay", 0) or getattr(fault, "probability", 0.0))
         for r in range(fault.count):
             start = fault.at + r * (fault.repeat_every or 0)
             end = horizon_s if fault.duration is None else start + fault.duration
             start, end = _on_grid(start, step_s), min(_on_grid(end, step_s), horizon_s)
             if start >= horizon_s or end <= start:
                 continue
-            for i in chargers:
-                spans.setdefault((fault.kind, i), []).append((start, end))
+            for device_kind, i, device_id in devices:
+                key = (fault.kind, device_kind, i, device_id)
+                spans.setdefault(key, []).append((start, end, value))
     if issues:
         raise ScenarioError(issues, site.scenario.name)
     windows = [
-        FaultWindow(kind, site.fleet.ids[i], i, start, end)
-        for (kind, i), device_spans in spans.items()
-        for start, end in _merge(device_spans)
+        FaultWindow(kind, device_id, i, start, end, device_kind, value)
+        for (kind, device_kind, i, device_id), device_spans in spans.items()
+        for start, end, value in _merge(device_spans)
     ]
-    return FaultPlan(windows, site.fleet.n)
+    return FaultPlan(windows, site.fleet.n, rng, step_s)
 
 
 def withhold_unreachable(
@@ -219,53 +425,64 @@ def withhold_unreachable(
     """
     if changes is None or not down.any():
         return changes
-    kept: list[tuple[int, float | None]] = []
-    withheld = False
-    for i, limit in changes.chargers:
-        if down[i]:
-            # The device still holds its old value; remembering that as "sent" re-sends later.
-            router._charger_sent[i] = router.devices.charger_requested_kw[i]
-            withheld = True
-        else:
-            kept.append((i, limit))
-    if withheld:
-        router._raw[0] = None  # the same controller array must be compared again next cycle
-        router.sent -= len(changes.chargers) - len(kept)
-    changes.chargers = kept
+    withheld = SetpointChanges(chargers=[(i, v) for i, v in changes.chargers if down[i]])
+    if len(withheld):
+        _forget(router, withheld)
+    changes.chargers = [(i, v) for i, v in changes.chargers if not down[i]]
     return changes if len(changes) else None
 
 
-class FaultedSimulation(Simulation):
-    """``mode: fast`` with the scenario's faults (setpoints withheld from unreachable chargers).
+def apply_fault_transitions(
+    sim: Simulation, plan: FaultPlan, t_s: int, *, log: bool = True
+) -> None:
+    """Log the windows changing at ``t_s`` and set the device faults and meter freezes.
 
-    Setpoints go straight to the devices (no L4 coordination), as in ``wire`` mode. Fault
-    windows are logged as ``fault_start`` / ``fault_end`` events.
+    Ends act before starts, so back-to-back windows hand over cleanly. At the horizon (after
+    the last step) nothing is logged: the ``fault_start`` event already says ``until``.
     """
+    if log:
+        log_fault_transitions(sim, plan, t_s)
+    devices = sim.devices
+    for windows, on in ((plan.ending(t_s), False), (plan.starting(t_s), True)):
+        for window in windows:
+            if window.kind == "device_fault":
+                devices.set_faulted(window.device_kind, window.index, on)
+            elif window.kind == "meter_freeze":
+                devices.freeze_meter(window.device_kind, window.index, on)
 
-    def __init__(self, site: SiteModel, *args: Any, **kwargs: Any) -> None:
-        super().__init__(site, *args, **kwargs)
-        self.faults = plan_faults(site)
 
-    def _step(self, k: int) -> None:
-        log_fault_transitions(self, self.faults, k * self.dt)
-        super()._step(k)
+def configure_endpoints(
+    plan: FaultPlan,
+    t_s: int,
+    twins: list[Any],
+    servers: list[Any],
+    n_batteries: int,
+    rng: RngTree,
+) -> None:
+    """Set the wire-only effects of the windows changing at ``t_s`` on the endpoints.
 
-    def _apply_setpoints(self, setpoints: Setpoints) -> Setpoints:
-        changes = self.router.changes(
-            setpoints.charger_kw, setpoints.battery_kw, setpoints.pv_limit_kw
-        )
-        changes = withhold_unreachable(
-            changes, self.faults.links_down(self.engine.now_s), self.router
-        )
-        if changes is not None:
-            router = self.router
-            for i, limit in changes.chargers:
-                router.charger_links[i].set_power_limit(limit)
-            for j, p_kw in changes.batteries:
-                router.battery_links[j].set_power_limit(p_kw)
-            for j, cap in changes.pv:
-                router.pv_links[j].set_power_limit(cap)
-        return self._held
+    Args:
+        plan: The run's faults.
+        t_s: Simulated time [s].
+        twins: Charge point twins in fleet order (``send_delay_s``, ``loss_probability``).
+        servers: SunSpec servers, batteries first, then PV plants (``silent``).
+        n_batteries: Batteries of the site (the first servers).
+        rng: The run's random tree; twin ``i`` loses messages by stream ``faults/<id>``.
+    """
+    for windows, on in ((plan.ending(t_s), False), (plan.starting(t_s), True)):
+        for window in windows:
+            if window.kind == "modbus_timeout":
+                offset = 0 if window.device_kind == "battery" else n_batteries
+                servers[offset + window.index].silent = on
+            if window.device_kind != "charger":
+                continue
+            twin = twins[window.index]
+            if window.kind == "latency":
+                twin.send_delay_s = window.value if on else 0.0
+            elif window.kind == "message_loss":
+                twin.loss_probability = window.value if on else 0.0
+                if twin.loss_rng is None:
+                    twin.loss_rng = rng.generator(f"faults/{window.device_id}")
 
 
 def log_fault_transitions(sim: Simulation, plan: FaultPlan, t_s: int) -> None:
@@ -279,3 +496,54 @@ def log_fault_transitions(sim: Simulation, plan: FaultPlan, t_s: int) -> None:
             device_id=window.device_id,
             until=sim.site.clock.iso(window.end_s),
         )
+
+
+def _command_logger(sim: Simulation, site: SiteModel) -> Any:
+    """``log(event_type, device_kind, index, ...)`` writing events with the device id."""
+    ids = {"charger": site.fleet.ids, "battery": site.batteries.ids, "pv": site.pv_ids}
+
+    def log(kind: str, *, device_kind: str, index: int, **data: Any) -> None:
+        sim._event(kind, device_id=ids[device_kind][index], **data)
+
+    return log
+
+
+class FaultedSimulation(Simulation):
+    """``mode: fast`` with the scenario's faults.
+
+    Setpoints go straight to the devices (no L4 coordination), as in ``wire`` mode, through the
+    plan's filter (withheld, lost, delayed). Fault windows are logged as ``fault_start`` /
+    ``fault_end`` events.
+    """
+
+    def __init__(self, site: SiteModel, *args: Any, **kwargs: Any) -> None:
+        super().__init__(site, *args, **kwargs)
+        self.faults = plan_faults(site)
+        self._log_command = _command_logger(self, site)
+
+    def _step(self, k: int) -> None:
+        t_s = k * self.dt
+        apply_fault_transitions(self, self.faults, t_s)
+        self._deliver(self.faults.due(t_s))
+        self._curtailing = self.devices.curtailing()
+        super()._step(k)
+
+    def _deliver(self, changes: SetpointChanges | None) -> None:
+        if changes is None:
+            return
+        router = self.router
+        for i, limit in changes.chargers:
+            router.charger_links[i].set_power_limit(limit)
+        for j, p_kw in changes.batteries:
+            router.battery_links[j].set_power_limit(p_kw)
+        for j, cap in changes.pv:
+            router.pv_links[j].set_power_limit(cap)
+
+    def _apply_setpoints(self, setpoints: Setpoints) -> Setpoints:
+        changes = self.router.changes(
+            setpoints.charger_kw, setpoints.battery_kw, setpoints.pv_limit_kw
+        )
+        now_s = self.engine.now_s
+        log = self._log_command
+        self._deliver(self.faults.filter_commands(changes, now_s, self.router, log=log))
+        return self._held

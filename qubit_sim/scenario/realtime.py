@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import secrets
 import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -48,8 +47,9 @@ from qubit_sim.errors import (
     SimulationError,
 )
 from qubit_sim.protocols.modbus_link import ModbusLink
+from qubit_sim.protocols.ocpp_common import inline_validation
 from qubit_sim.scenario.build import SiteModel
-from qubit_sim.scenario.wire import WireSimulation, _FaultableCsms
+from qubit_sim.scenario.wire import WireSimulation, _FaultableCsms, ocpp_security
 from qubit_sim.twins.fleet_devices import BankBattery, PlantPv
 from qubit_sim.twins.ocpp_cp import OcppChargePointTwin
 from qubit_sim.twins.sunspec_server import SunSpecServer
@@ -274,6 +274,10 @@ class RealtimeSimulation(WireSimulation):
 
     # ------------------------------------------------------------------ pacing
     def _run_paced(self, n_steps: int | None = None) -> None:
+        with inline_validation():
+            self._serve_paced()
+
+    def _serve_paced(self) -> None:
         self._call(self._start())
         loop = self._loop
         assert loop is not None
@@ -329,7 +333,9 @@ class RealtimeSimulation(WireSimulation):
         hold_s = max(1, int(self.twin_tick_s * factor))
         self._start_twin_tasks()
         self._wall0 = wall0 = time.perf_counter()
-        while not engine.finished and not stop.is_set():
+        # The clock runs on to the end of the horizon after the last step starts, so the closing
+        # tick reports the state at the end (the last step's energy reaches the CSMS), as in wire.
+        while engine.now_s < end_s and not stop.is_set():
             # Everything at the simulated second under way has run; the clock reads the next.
             target_s = min(end_s, int((time.perf_counter() - wall0) * factor) + 1)
             if target_s > engine.now_s:
@@ -418,7 +424,9 @@ class RealtimeSimulation(WireSimulation):
             return
         self._started = True
         host = self.host
-        passwords = {cp_id: secrets.token_urlsafe(18) for cp_id in self.fleet.ids}
+        # Profile 1 unless the scenario's ``ocpp:`` section says otherwise.
+        security = self.security = ocpp_security(self.site, self._results_dir, 1)
+        passwords = security.passwords
         csms = _FaultableCsms(
             host,
             self.csms_port,
@@ -426,7 +434,8 @@ class RealtimeSimulation(WireSimulation):
             start_utc=self.site.clock.start,
             heartbeat_interval_s=self.heartbeat_s,
             response_timeout_s=self.response_timeout_s,
-            credentials={**passwords, **self.allowed},
+            credentials={**passwords, **self.allowed} if security.profile in (1, 2) else None,
+            ssl_context=security.server_ssl,
         )
         self.csms = csms
         await csms.start()
@@ -448,7 +457,8 @@ class RealtimeSimulation(WireSimulation):
                 meter_interval_s=self.meter_interval_s,
                 heartbeat_s=self.heartbeat_s,
                 response_timeout_s=self.response_timeout_s,
-                password=None if self.csms_url else passwords[cp_id],
+                password=None if self.csms_url else passwords.get(cp_id),
+                ssl_context=None if self.csms_url else security.client_ssl.get(cp_id),
             )
             twin.config.put("measurands", self.measurands)
             self.twins.append(twin)

@@ -172,6 +172,7 @@ def run_loaded(
         "step_s": site.clock.step_s,
         "duration_s": site.clock.duration_s,
         "n_steps": site.clock.n_steps,
+        **_site_context(loaded, site),
         "status": "running",
         "versions": package_versions(),
         "git_revision": git_revision(),
@@ -187,6 +188,9 @@ def run_loaded(
         events_path=folder / "events.jsonl",
         progress=(lambda done: progress(done, total)) if progress else None,
     )
+    from qubit_sim.scenario.telemetry import attach_telemetry
+
+    telemetry = attach_telemetry(sim)
     error: SimulationError | None = None
     try:
         sim.run()
@@ -231,6 +235,8 @@ def run_loaded(
         }
     )
     manifest.update(extra_manifest)
+    if telemetry is not None:
+        manifest["telemetry"] = telemetry.summary()
     if notices:
         manifest["notices"] = list(notices)
     if sim.stopped_early and error is None:
@@ -270,10 +276,32 @@ def _settle(
         return section
 
 
+def _site_context(loaded: LoadedScenario, site: SiteModel) -> dict[str, Any]:
+    """The manifest's ``start``, ``step_s``, ``site`` and ``tariff``: what settlement reads."""
+    from qubit_sim.stack.settle.context import SiteContext
+
+    spec = loaded.spec
+    return SiteContext(
+        site_name=spec.site.name,
+        tz=spec.site.location.tz,
+        start=site.clock.start,
+        step_s=site.clock.step_s,
+        tariff=site.tariff,
+        driver_price_per_kwh=spec.tariff.driver_price_per_kwh,
+    ).to_manifest()
+
+
 def _prepare(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(folder / "settlement", ignore_errors=True)
-    for name in ("timeseries.parquet", "kpis.json", "events.jsonl", "sessions.parquet"):
+    # A wire run writes csms_transactions.parquet; a stale one would be settled as this run's.
+    for name in (
+        "timeseries.parquet",
+        "kpis.json",
+        "events.jsonl",
+        "sessions.parquet",
+        "csms_transactions.parquet",
+    ):
         (folder / name).unlink(missing_ok=True)
     plots = folder / "plots"
     if plots.is_dir():

@@ -34,12 +34,15 @@ __all__ = [
     "MessageLossSpec",
     "MeterFreezeSpec",
     "ModbusTimeoutSpec",
+    "OcppSecuritySpec",
     "PopulationSpec",
     "PvSpec",
     "RealtimeSpec",
     "Scenario",
     "SiteSpec",
     "TariffSpec",
+    "TlsClientFiles",
+    "TlsFiles",
     "VehicleTypeSpec",
 ]
 
@@ -429,6 +432,56 @@ class ChargePointCredential(_Model):
     password: str = Field(min_length=16, max_length=40, description="HTTP basic auth password")
 
 
+class TlsClientFiles(_Model):
+    """A charge point's client certificate and key (PEM files; security profile 3)."""
+
+    cert: str
+    key: str
+
+
+class TlsFiles(_Model):
+    """PEM files of the CSMS's TLS (security profiles 2 and 3); paths relative to the YAML."""
+
+    ca_cert: str = Field(description="CA the twins trust and the CSMS checks client certs by")
+    server_cert: str
+    server_key: str
+    clients: dict[str, TlsClientFiles] = Field(
+        default={}, description="profile 3: client certificate per charger twin id"
+    )
+
+
+class OcppSecuritySpec(_Model):
+    """OCPP security profile of the stack's CSMS and the charger twins (``wire``/``realtime``).
+
+    ``None`` keeps the mode's default: no authentication in ``wire`` (loopback only), profile 1
+    in ``realtime``.
+    """
+
+    security_profile: Literal[0, 1, 2, 3] | None = Field(
+        default=None,
+        description="0 none, 1 basic auth, 2 TLS + basic auth, 3 TLS with client certificates",
+    )
+    passwords: Literal["auto"] | dict[str, str] = Field(
+        default="auto", description="basic-auth password per charger twin id, or 'auto' (random)"
+    )
+    certificates: Literal["auto"] | TlsFiles = Field(
+        default="auto",
+        description="'auto': a throw-away CA and certificates in the results folder",
+    )
+
+    @field_validator("passwords")
+    @classmethod
+    def _password_lengths(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for identity, password in value.items():
+                if not 16 <= len(password) <= 40:
+                    raise ValueError(
+                        f"the password of {identity!r} has {len(password)} characters; OCPP "
+                        "basic-auth passwords have 16 to 40"
+                    )
+        return value
+
+
 class RealtimeSpec(_Model):
     """``mode: realtime`` / ``qubit-sim serve``: twins on the wall clock, reachable from outside."""
 
@@ -454,6 +507,7 @@ class Scenario(_Model):
     controller: ControllerSpec = ControllerSpec()
     mode: Literal["fast", "wire", "realtime"] = "fast"
     realtime: RealtimeSpec = RealtimeSpec()
+    ocpp: OcppSecuritySpec = OcppSecuritySpec()
     faults: list[FaultSpec] = []
 
     @model_validator(mode="after")

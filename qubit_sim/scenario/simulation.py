@@ -60,6 +60,10 @@ GRID_COLUMNS = [
     "grid_losses_kw",
     "grid_ext_p_kw",
 ]
+#: The feeder's own net draw per step (its loads minus its generation as the power flow saw them,
+#: everything that is not the site) [kW, load convention]; recorded after :data:`GRID_COLUMNS`, so
+#: that the external grid's energy can be reconciled with site + feeder + losses.
+GRID_BACKGROUND_COLUMN = "grid_background_kw"
 
 
 class Simulation:
@@ -133,6 +137,9 @@ class Simulation:
         self._pv_available_total = site.pv_available_kw.sum(axis=1)
         self._stored_start_kwh = self.bank.stored_kwh()
         self._curtailing = False
+        self._expected_setpoints: tuple[tuple[str, tuple[int]], ...] | None = None
+        self._plug_changes = 0  # EVs plugged in or out so far
+        self._ev_max: tuple[int, int, np.ndarray] | None = None
         grid_spec = site.scenario.spec.grid
         self._power_flow_on = (
             site.grid is not None and grid_spec is not None and grid_spec.power_flow
@@ -177,7 +184,7 @@ class Simulation:
         columns += [f"load_{lid}_p_kw" for lid in site.load_ids]
         grid_spec = site.scenario.spec.grid
         if site.grid is not None and grid_spec is not None and grid_spec.power_flow:
-            columns += GRID_COLUMNS
+            columns += [*GRID_COLUMNS, GRID_BACKGROUND_COLUMN]
             if site.grid.record_bus_voltages:
                 columns += [f"bus_{int(b)}_vm_pu" for b in site.grid.bus_index]
         return columns
@@ -228,9 +235,9 @@ class Simulation:
         self.session_plan = assign_chargers(
             arrive, depart, np.asarray(sessions.home_charger), self.fleet.n
         )
-        for s in range(len(sessions)):
-            if arrive[s] < horizon:
-                self.engine.at(int(arrive[s]), partial(self._arrive, s))
+        at = self.engine.at
+        for s in np.flatnonzero(arrive < horizon).tolist():
+            at(int(arrive[s]), partial(self._arrive, s))
 
     # ----------------------------------------------------------------- events
     def _event(self, kind: str, **data: Any) -> None:
@@ -262,6 +269,7 @@ class Simulation:
             raise SimulationError(
                 f"session {s} was assigned charger {fleet.ids[charger]}, which is occupied", now
             )
+        self._plug_changes += 1
         fleet.plug(
             charger,
             s,
@@ -290,6 +298,21 @@ class Simulation:
         if depart < self.site.clock.duration_s:
             self.engine.at(depart, lambda: self._depart(charger, s), PRIORITY_DEPARTURE)
 
+    def ev_max_kw(self, k: int) -> np.ndarray:
+        """Grid-side power each charger's EV can take at step ``k``'s start [kW] (read-only).
+
+        The fleet's :meth:`~qubit_sim.assets.ChargerFleet.max_grid_kw`, computed once per
+        instant: an environment observing the state at a control instant and the control cycle
+        that follows share it. The EVs change only by plugging in or out before the step runs,
+        so the value is recomputed when that happened since.
+        """
+        cached = self._ev_max
+        if cached is not None and cached[0] == k and cached[1] == self._plug_changes:
+            return cached[2]
+        value = self.fleet.max_grid_kw(self.dt)
+        self._ev_max = (k, self._plug_changes, value)
+        return value
+
     def _meter_wh(self, charger: int) -> int:
         """The charger's energy register [Wh], rounded down as a whole-Wh meter reads it."""
         return int(np.floor(self.fleet.e_register_kwh[charger] * 1000.0 + 1e-6))
@@ -312,6 +335,7 @@ class Simulation:
             meter_start_wh=int(self.session_meter_start_wh[s]),
             meter_stop_wh=int(self.session_meter_stop_wh[s]),
         )
+        self._plug_changes += 1
         fleet.unplug(charger)
         if self.coordinator is not None:
             self.coordinator.unplugged(charger)
@@ -325,10 +349,10 @@ class Simulation:
         obs.price_per_kwh = float(site.price_per_kwh[k])
         obs.export_price_per_kwh = float(site.export_price_per_kwh[k])
         obs.carbon_g_per_kwh = float(site.carbon_g_per_kwh[k])
-        obs.load_kw = float(site.load_kw[k].sum())
+        obs.load_kw = float(self._load_total[k])
         obs.pv_available_kw = site.pv_available_kw[k]
         obs.charger_connected = self.fleet.connected
-        obs.charger_ev_max_kw = self.fleet.max_grid_kw(self.dt)
+        obs.charger_ev_max_kw = self.ev_max_kw(k)
         obs.charger_e_needed_kwh = self.fleet.e_needed_kwh
         obs.charger_departure_s = self.fleet.departure_s
         obs.charger_session = self.fleet.session
@@ -364,19 +388,27 @@ class Simulation:
         return self._held
 
     def _check_setpoints(self, setpoints: Setpoints) -> None:
-        expected = (
-            ("charger_kw", self.fleet.n),
-            ("battery_kw", self.bank.n),
-            ("pv_limit_kw", len(self.site.pv_ids)),
-        )
-        for name, n in expected:
+        expected = self._expected_setpoints
+        if expected is None:
+            self._expected_setpoints = expected = (
+                ("charger_kw", (self.fleet.n,)),
+                ("battery_kw", (self.bank.n,)),
+                ("pv_limit_kw", (len(self.site.pv_ids),)),
+            )
+        for name, shape in expected:
             value: Any = getattr(setpoints, name, None)
-            if value is None or np.shape(value) != (n,):
+            if type(value) is np.ndarray and value.shape == shape:
+                continue
+            if value is None or np.shape(value) != shape:
+                n = shape[0]
                 raise ControllerError(
                     f"controller {self.controller.name!r} returned {name} of shape "
                     f"{np.shape(value)}; expected ({n},)"
                 )
-        if np.isnan(setpoints.battery_kw).any():
+        # A sum is NaN whenever a term is; only then is the element-wise test worth its cost.
+        battery_kw = setpoints.battery_kw
+        total = battery_kw.sum() if type(battery_kw) is np.ndarray else np.sum(battery_kw)
+        if total != total and np.isnan(battery_kw).any():
             raise ControllerError(f"controller {self.controller.name!r} returned NaN battery_kw")
 
     def _step(self, k: int) -> None:
@@ -456,7 +488,8 @@ class Simulation:
         self._pf_meter_col = SCALAR_COLUMNS.index("site_p_kw") if n_site == 1 else -1
         self._pf_site_p = np.zeros(n_site)
         self._pf_n_bus = len(grid.bus_index)
-        self._pf_n_grid_columns = len(GRID_COLUMNS)
+        self._pf_n_grid_columns = len(GRID_COLUMNS) + 1
+        self._pf_kw_per_pu = self._pf_flow.base_mva * 1e3
         self._pf_record = grid.record_bus_voltages
         self._pf_vm = np.empty(self._pf_n_bus)
         self._pf_site_index = grid.site_bus_index_in_results
@@ -468,9 +501,15 @@ class Simulation:
             base = self._pf_flow.injections()
             self._pf_block_len = self.site.clock.n_steps
             self._pf_block = np.broadcast_to(base, (self._pf_block_len, base.size))
+            self._pf_background_kw = np.full(self._pf_block_len, self._background_kw(base))
         else:
             self._pf_block_len = 0
             self._pf_block = np.empty((0, 0), dtype=np.complex128)
+            self._pf_background_kw = np.empty(0)
+
+    def _background_kw(self, injections: np.ndarray) -> np.ndarray:
+        """Feeder draw [kW, load convention] of injection rows [p.u., generation positive]."""
+        return -injections.real.sum(axis=-1) * self._pf_kw_per_pu
 
     def _pf_load_block(self, k: int) -> int:
         """Load the background injections of the steps from ``k`` on; ``k``'s row in the block."""
@@ -483,6 +522,7 @@ class Simulation:
             background.load_q_mvar[k:stop],
             background.sgen_p_mw[k:stop],
         )
+        self._pf_background_kw = self._background_kw(self._pf_block)
         self._pf_block_start = k
         self._pf_block_len = stop - k
         return 0
@@ -519,6 +559,7 @@ class Simulation:
         row[col + 4] = summary.trafo_loading_max_pct
         row[col + 5] = summary.losses_kw
         row[col + 6] = summary.ext_grid_p_kw
+        row[col + 7] = self._pf_background_kw[offset]
 
     # -------------------------------------------------------------------- run
     #: Set by simulations that can be stopped before the end (real-time serving, Ctrl-C).

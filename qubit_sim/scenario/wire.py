@@ -16,6 +16,11 @@ at ``t``:
    is awaited;
 3. the physics step runs on the limits the devices hold, exactly as in ``fast`` mode.
 
+A controller that coordinates through Qubit L4 (the stack controllers) has its setpoints sent as
+L4 commands over the same protocols (:mod:`qubit_sim.scenario.wire_links`): a command's
+acknowledgement is the device's protocol answer, and retries and timeouts appear in the run's
+events as in ``fast`` mode.
+
 A departing EV's twin ticks at its departure instant, so the transaction stops before another EV
 can plug into the same charger at that instant. After the last step the twins tick once more at
 the end of the horizon. Twins and servers only ever see the engine's clock; timeouts are the only
@@ -28,33 +33,46 @@ already runs an event loop (a notebook).
 Faults (:mod:`qubit_sim.scenario.faults`) act on the sockets at step starts, before the twins
 tick: a ``link_drop`` closes the charge point's websocket and the CSMS refuses its reconnection
 attempts until the window ends; setpoints for a charger whose link is down are not delivered.
+Latency and message loss act on the twins' outgoing queues, a Modbus timeout silences a SunSpec
+server, and commands pass the same filter as in ``fast`` mode (withheld, lost, delayed).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import math
+import secrets
+import ssl
+import tempfile
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Collection, Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, TypeVar
 
 from qubit_sim.control.base import Setpoints
-from qubit_sim.errors import ProtocolError
+from qubit_sim.errors import ConfigIssue, ProtocolError, ScenarioError
 from qubit_sim.protocols.csms import Csms, OcppLink
 from qubit_sim.protocols.modbus_link import ModbusLink
+from qubit_sim.protocols.ocpp_security import client_ssl_context, make_pki, server_ssl_context
 from qubit_sim.scenario.build import SiteModel
-from qubit_sim.scenario.faults import log_fault_transitions, plan_faults, withhold_unreachable
+from qubit_sim.scenario.faults import (
+    _command_logger,
+    apply_fault_transitions,
+    configure_endpoints,
+    plan_faults,
+)
 from qubit_sim.scenario.simulation import Simulation
 from qubit_sim.twins.fleet_devices import BankBattery, PlantPv
 from qubit_sim.twins.links import SetpointChanges
 from qubit_sim.twins.ocpp_cp import OcppChargePointTwin
 from qubit_sim.twins.sunspec_server import SunSpecServer
 
-__all__ = ["WireSimulation"]
+__all__ = ["OcppSecurity", "WireSimulation", "ocpp_security"]
 
 _T = TypeVar("_T")
 _CLOSE_TIMEOUT_S = 5.0
@@ -123,6 +141,88 @@ class _FaultableCsms(Csms):
         return super()._process_request(connection, request)
 
 
+@dataclass(frozen=True)
+class OcppSecurity:
+    """The resolved ``ocpp:`` section: what the CSMS demands and what each twin presents.
+
+    Attributes:
+        profile: OCPP security profile (0: none).
+        passwords: Basic-auth password per twin identity (profiles 1 and 2).
+        server_ssl: The CSMS's TLS context (profiles 2 and 3).
+        client_ssl: Per twin identity, its TLS context (trusted CA; profile 3: its certificate).
+        pki_dir: Folder of the certificates made for the run (``certificates: auto``).
+    """
+
+    profile: int = 0
+    passwords: dict[str, str] = field(default_factory=dict)
+    server_ssl: ssl.SSLContext | None = None
+    client_ssl: dict[str, ssl.SSLContext] = field(default_factory=dict)
+    pki_dir: Path | None = None
+
+
+def ocpp_security(
+    site: SiteModel, results_dir: Path | None, default_profile: int = 0
+) -> OcppSecurity:
+    """Resolve the scenario's ``ocpp:`` security for the site's charger twins.
+
+    Args:
+        site: The built site.
+        results_dir: Where ``certificates: auto`` writes its throw-away PKI (``pki/``); a
+            temporary folder when ``None``.
+        default_profile: Profile when the scenario leaves ``security_profile`` unset.
+
+    Raises:
+        ScenarioError: a password or certificate missing for a twin, or given for an unknown id.
+    """
+    spec = site.scenario.spec.ocpp
+    profile = default_profile if spec.security_profile is None else spec.security_profile
+    ids = list(site.fleet.ids)
+    issues: list[ConfigIssue] = []
+
+    def check_ids(given: Collection[str], path: str, what: str) -> None:
+        for identity in sorted(set(given) - set(ids)):
+            close = difflib.get_close_matches(identity, ids, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            issues.append(ConfigIssue(f"{path}.{identity}", f"no charger twin {identity!r}{hint}"))
+        missing = [i for i in ids if i not in given]
+        if missing:
+            issues.append(ConfigIssue(path, f"no {what} for the charger twins {missing}"))
+
+    passwords: dict[str, str] = {}
+    if profile in (1, 2):
+        if spec.passwords == "auto":
+            passwords = {cp_id: secrets.token_urlsafe(18) for cp_id in ids}
+        else:
+            check_ids(spec.passwords, "ocpp.passwords", "password")
+            passwords = dict(spec.passwords)
+    if profile < 2:
+        if issues:
+            raise ScenarioError(issues, site.scenario.name)
+        return OcppSecurity(profile, passwords)
+    pki_dir = None
+    files = spec.certificates
+    if files == "auto":
+        pki_dir = (results_dir or Path(tempfile.mkdtemp(prefix="qubit-sim-pki-"))) / "pki"
+        pki = make_pki(pki_dir, ids if profile == 3 else ())
+        ca, cert, key, clients = pki.ca_cert, pki.server_cert, pki.server_key, pki.clients
+    else:
+        resolve = site.scenario.resolve
+        ca, cert, key = (resolve(p) for p in (files.ca_cert, files.server_cert, files.server_key))
+        clients = {i: (resolve(c.cert), resolve(c.key)) for i, c in files.clients.items()}
+        if profile == 3:
+            check_ids(clients, "ocpp.certificates.clients", "client certificate")
+        for path in (ca, cert, key, *(p for pair in clients.values() for p in pair)):
+            if not path.is_file():
+                issues.append(ConfigIssue("ocpp.certificates", f"no such file: {path}"))
+    if issues:
+        raise ScenarioError(issues, site.scenario.name)
+    server = server_ssl_context(cert, key, ca if profile == 3 else None)
+    client = {
+        i: client_ssl_context(ca, *(clients[i] if profile == 3 else (None, None))) for i in ids
+    }
+    return OcppSecurity(profile, passwords, server, client, pki_dir)
+
+
 class WireSimulation(Simulation):
     """A :class:`Simulation` whose device links are OCPP websockets and Modbus TCP on loopback.
 
@@ -179,6 +279,24 @@ class WireSimulation(Simulation):
         self._loop: _LoopThread | None = None
         self._started = False
         self.faults = plan_faults(site)
+        known = timeseries_path or events_path
+        self._results_dir = None if known is None else known.parent
+        #: The resolved ``ocpp:`` security (set when the sockets open).
+        self.security = OcppSecurity()
+        if getattr(self.controller, "uses_coordination", False):
+            # Qubit L4 over the wire: commands, acknowledgements and retries as in fast mode.
+            from qubit_sim.scenario.coordination import Coordinator, site_id_for
+            from qubit_sim.scenario.wire_links import wire_device_links
+
+            self.coordinator = Coordinator(
+                self.router,
+                self.engine,
+                site.clock.to_utc(0),
+                site.clock.duration_s,
+                self._write_record,
+                site_id=site_id_for(site.scenario.name),
+                links=wire_device_links(self),
+            )
 
     # ------------------------------------------------------------------- run
     def run(self) -> None:
@@ -187,11 +305,23 @@ class WireSimulation(Simulation):
             super().run()
             if self._started:
                 end_s = self.engine.now_s
-                log_fault_transitions(self, self.faults, end_s)
+                apply_fault_transitions(self, self.faults, end_s, log=False)
                 self._call(self._inject(end_s))  # links come back: queued messages go out
+                for twin in self.twins:
+                    twin.release_delayed()  # the horizon: what latency still holds goes out
             self._call(self._tick())  # the state at the end of the horizon reaches the CSMS
         finally:
             self.close()
+            self._write_transactions()
+
+    def _write_transactions(self) -> None:
+        """``<results>/csms_transactions.parquet``: what the CSMS received, for settlement."""
+        if self.csms is None or self._results_dir is None:
+            return
+        from qubit_sim.stack.settle.transactions import write_transactions
+
+        records = list(self.csms.state.transactions.values())
+        write_transactions(self._results_dir, records, self.site.clock.start)
 
     def close(self) -> None:
         """Close every connection and server and stop the loop (safe to call twice)."""
@@ -213,6 +343,7 @@ class WireSimulation(Simulation):
     # ----------------------------------------------------------------- start
     async def _start(self) -> None:
         self._started = True
+        security = self.security = ocpp_security(self.site, self._results_dir)
         csms = _FaultableCsms(
             self.host,
             0,
@@ -220,6 +351,8 @@ class WireSimulation(Simulation):
             start_utc=self.site.clock.start,
             heartbeat_interval_s=self.heartbeat_s,
             response_timeout_s=self.response_timeout_s,
+            credentials=security.passwords or None,
+            ssl_context=security.server_ssl,
         )
         self.csms = csms
         await csms.start()
@@ -237,6 +370,8 @@ class WireSimulation(Simulation):
                 meter_interval_s=self.meter_interval_s,
                 heartbeat_s=self.heartbeat_s,
                 response_timeout_s=self.response_timeout_s,
+                password=security.passwords.get(cp_id),
+                ssl_context=security.client_ssl.get(cp_id),
             )
             twin.config.put("measurands", self.measurands)
             self.twins.append(twin)
@@ -286,9 +421,14 @@ class WireSimulation(Simulation):
         if not self._started:
             self._call(self._start())
         if self.faults:
-            log_fault_transitions(self, self.faults, k * self.dt)
+            apply_fault_transitions(self, self.faults, k * self.dt)
             self._call(self._inject(k * self.dt))
         self._call(self._tick())
+        if self.faults:
+            delayed = self.faults.due(k * self.dt)  # commands held back by latency arrive
+            if delayed is not None:
+                self._call(self._send(delayed))
+                self._curtailing = self.devices.curtailing()
         super()._step(k)
         self.devices.record_step(k, self._curtailing)
 
@@ -297,7 +437,11 @@ class WireSimulation(Simulation):
         csms = self.csms
         assert isinstance(csms, _FaultableCsms)
         for window in self.faults.ending(t_s):
-            csms.blocked.discard(window.device_id)
+            if window.kind == "link_drop":
+                csms.blocked.discard(window.device_id)
+        configure_endpoints(
+            self.faults, t_s, self.twins, self.servers, len(self.battery_links), self.site.rng
+        )
         dropped = [w for w in self.faults.starting(t_s) if w.kind == "link_drop"]
         if not dropped:
             return
@@ -336,8 +480,12 @@ class WireSimulation(Simulation):
             down = self.faults.links_down(self.engine.now_s)
             # A twin still backing off after its window also cannot be reached.
             down |= [not csms.is_connected(cp_id) for cp_id in self.fleet.ids]
-            changes = withhold_unreachable(changes, down, self.router)
-        if changes is not None:
+            changes = self.faults.filter_commands(
+                changes, self.engine.now_s, self.router, down, _command_logger(self, self.site)
+            )
+        if self.coordinator is not None:
+            self.coordinator.apply(changes)
+        elif changes is not None:
             self._call(self._send(changes))
         return self._held
 

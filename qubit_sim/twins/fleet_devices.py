@@ -98,6 +98,14 @@ class SiteDevices:
         self.pv_curtailment_pct = np.full(npv, np.nan)
         self.pv_enabled = np.ones(npv, dtype=bool)
         self.pv_e_produced_kwh = np.zeros(npv)
+        # Injected faults: a faulted device delivers no power; a frozen meter reports the
+        # readings held in the ``*_frozen`` arrays (NaN: live) while the physics goes on.
+        self.charger_faulted = np.zeros(n, dtype=bool)
+        self.battery_faulted = np.zeros(nb, dtype=bool)
+        self.pv_faulted = np.zeros(npv, dtype=bool)
+        self.charger_frozen = np.full((n, 2), np.nan)  # p_kw, e_register_wh
+        self.battery_frozen = np.full((nb, 3), np.nan)  # p_kw, e_charged_kwh, e_discharged_kwh
+        self.pv_frozen = np.full((npv, 2), np.nan)  # p_kw, e_produced_kwh
         self.chargers = [FleetCharger(self, i) for i in range(n)]
         self.batteries = [BankBattery(self, j) for j in range(nb)]
         self.pv = [PlantPv(self, j) for j in range(npv)]
@@ -112,7 +120,7 @@ class SiteDevices:
     def _charger_blocked(self, i: int) -> bool:
         session = self.fleet.session[i]
         halted = session >= 0 and self.charger_halted_session[i] == session
-        return bool(halted or not self.charger_available[i])
+        return bool(halted or not self.charger_available[i] or self.charger_faulted[i])
 
     def _update_charger(self, i: int) -> None:
         blocked = self._charger_blocked(i)
@@ -122,12 +130,59 @@ class SiteDevices:
         """Re-derive held charger limits after plug events (a new EV clears a halt)."""
         session = self.fleet.session
         halted = (session >= 0) & (self.charger_halted_session == session)
-        blocked = halted | ~self.charger_available
+        blocked = halted | ~self.charger_available | self.charger_faulted
         self.charger_limit_kw[:] = np.where(blocked, 0.0, self.charger_requested_kw)
 
     def curtailing(self) -> bool:
         """Whether any PV plant holds a cap (the physics then clips each plant)."""
         return bool(len(self.pv_limit_kw)) and not np.isnan(self.pv_limit_kw).all()
+
+    def set_faulted(self, kind: str, index: int, faulted: bool) -> None:
+        """Fault or clear device ``index`` of ``kind`` (``charger``, ``battery`` or ``pv``).
+
+        A faulted device delivers 0 kW and reports its fault (OCPP ``Faulted``, SunSpec alarm
+        bits); cleared, it returns to the limit or setpoint it was last given.
+        """
+        if kind == "charger":
+            self.charger_faulted[index] = faulted
+            self._update_charger(index)
+        elif kind == "battery":
+            self.battery_faulted[index] = faulted
+            self.batteries[index]._update()
+        elif kind == "pv":
+            self.pv_faulted[index] = faulted
+            self.pv[index]._update()
+        else:
+            raise QubitSimError(f"device kind {kind!r} must be 'charger', 'battery' or 'pv'")
+
+    def freeze_meter(self, kind: str, index: int, frozen: bool) -> None:
+        """Freeze (or thaw) the meter readings of device ``index`` of ``kind``.
+
+        While frozen, the device reports the power and energy registers of the instant the
+        freeze began; the physics and the true registers go on, so the readings jump to the
+        true values when the meter thaws (no energy is lost).
+        """
+        if kind == "charger":
+            charger = self.chargers[index]
+            self.charger_frozen[index] = np.nan
+            if frozen:
+                self.charger_frozen[index] = (charger.p_kw(1), charger.e_register_wh(1))
+        elif kind == "battery":
+            battery = self.batteries[index]
+            self.battery_frozen[index] = np.nan
+            if frozen:
+                self.battery_frozen[index] = (
+                    battery.p_kw,
+                    battery.e_charged_kwh,
+                    battery.e_discharged_kwh,
+                )
+        elif kind == "pv":
+            plant = self.pv[index]
+            self.pv_frozen[index] = np.nan
+            if frozen:
+                self.pv_frozen[index] = (plant.p_kw, plant.e_produced_kwh)
+        else:
+            raise QubitSimError(f"device kind {kind!r} must be 'charger', 'battery' or 'pv'")
 
     def record_step(self, k: int, curtailing: bool) -> None:
         """Count the PV energy of step ``k`` into the plants' registers."""
@@ -171,6 +226,8 @@ class FleetCharger:
         """OCPP connector status from availability, the plugged EV, the transaction and limit."""
         self._check(connector)
         i, fleet, d = self.i, self._fleet, self._d
+        if d.charger_faulted[i]:
+            return ConnectorStatus.FAULTED
         if not d.charger_available[i]:
             return ConnectorStatus.UNAVAILABLE
         session = fleet.session[i]
@@ -194,12 +251,22 @@ class FleetCharger:
     def p_kw(self, connector: int) -> float:
         """Grid-side power of the last physics step [kW]."""
         self._check(connector)
-        return float(self._fleet.p_grid_kw[self.i])
+        frozen = self._d.charger_frozen[self.i, 0]
+        return float(self._fleet.p_grid_kw[self.i]) if math.isnan(frozen) else float(frozen)
 
     def e_register_wh(self, connector: int) -> float:
         """Grid-side energy register [Wh]."""
         self._check(connector)
-        return float(self._fleet.e_register_kwh[self.i]) * 1000.0
+        frozen = self._d.charger_frozen[self.i, 1]
+        if math.isnan(frozen):
+            return float(self._fleet.e_register_kwh[self.i]) * 1000.0
+        return float(frozen)
+
+    def _reread_meter(self) -> None:
+        # A transaction boundary reads the meter afresh (the billing reading must be true);
+        # a frozen meter then stays frozen at that reading.
+        if not math.isnan(self._d.charger_frozen[self.i, 1]):
+            self._d.charger_frozen[self.i, 1] = float(self._fleet.e_register_kwh[self.i]) * 1000.0
 
     def current_a(self, connector: int) -> tuple[float, float, float]:
         """Current per phase [A], coherent with power and voltage (``P = sum(V_i * I_i)``)."""
@@ -254,6 +321,7 @@ class FleetCharger:
             return False
         self._d.charger_tx_session[self.i] = session
         self._d.charger_used_session[self.i] = session
+        self._reread_meter()
         return True
 
     def stop_transaction(self, connector: int) -> bool:
@@ -267,6 +335,7 @@ class FleetCharger:
         if self._fleet.session[i] == was:
             d.charger_halted_session[i] = was
             d._update_charger(i)
+        self._reread_meter()
         return True
 
     def set_available(self, connector: int, available: bool) -> None:
@@ -311,7 +380,8 @@ class BankBattery(_AcTerminal):
     @property
     def p_kw(self) -> float:
         """Power of the last physics step [kW], + charging."""
-        return float(self._bank.p_kw[self.j])
+        frozen = self._d.battery_frozen[self.j, 0]
+        return float(self._bank.p_kw[self.j]) if math.isnan(frozen) else float(frozen)
 
     @property
     def capacity_kwh(self) -> float:
@@ -341,17 +411,19 @@ class BankBattery(_AcTerminal):
     @property
     def e_charged_kwh(self) -> float:
         """AC energy charged so far [kWh]."""
-        return float(self._bank.e_charged_kwh[self.j])
+        frozen = self._d.battery_frozen[self.j, 1]
+        return float(self._bank.e_charged_kwh[self.j]) if math.isnan(frozen) else float(frozen)
 
     @property
     def e_discharged_kwh(self) -> float:
         """AC energy discharged so far [kWh]."""
-        return float(self._bank.e_discharged_kwh[self.j])
+        frozen = self._d.battery_frozen[self.j, 2]
+        return float(self._bank.e_discharged_kwh[self.j]) if math.isnan(frozen) else float(frozen)
 
     @property
     def faulted(self) -> bool:
-        """The simulated battery does not fault."""
-        return False
+        """Whether an injected device fault holds the battery at 0 kW."""
+        return bool(self._d.battery_faulted[self.j])
 
     @property
     def enabled(self) -> bool:
@@ -369,13 +441,17 @@ class BankBattery(_AcTerminal):
             raise QubitSimError(f"battery setpoint {p_kw!r} kW must be a finite number or None")
         d, j = self._d, self.j
         d.battery_requested_kw[j] = 0.0 if p_kw is None else float(p_kw)
-        d.battery_setpoint_kw[j] = d.battery_requested_kw[j] if d.battery_enabled[j] else 0.0
+        self._update()
 
     def set_enabled(self, enabled: bool) -> None:
         """Connect or disconnect; a disconnected battery holds 0 kW."""
+        self._d.battery_enabled[self.j] = bool(enabled)
+        self._update()
+
+    def _update(self) -> None:
         d, j = self._d, self.j
-        d.battery_enabled[j] = bool(enabled)
-        d.battery_setpoint_kw[j] = d.battery_requested_kw[j] if enabled else 0.0
+        live = d.battery_enabled[j] and not d.battery_faulted[j]
+        d.battery_setpoint_kw[j] = d.battery_requested_kw[j] if live else 0.0
 
 
 class PlantPv(_AcTerminal):
@@ -393,6 +469,9 @@ class PlantPv(_AcTerminal):
     @property
     def p_kw(self) -> float:
         """Power this step [kW], <= 0: the available power under the held cap."""
+        frozen = self._d.pv_frozen[self.j, 0]
+        if not math.isnan(frozen):
+            return float(frozen)
         available = self.p_available_kw
         limit = float(self._d.pv_limit_kw[self.j])
         return -(available if math.isnan(limit) else min(available, max(limit, 0.0)))
@@ -410,12 +489,13 @@ class PlantPv(_AcTerminal):
     @property
     def e_produced_kwh(self) -> float:
         """Energy produced so far [kWh] (counted by runs that record it per step)."""
-        return float(self._d.pv_e_produced_kwh[self.j])
+        frozen = self._d.pv_frozen[self.j, 1]
+        return float(self._d.pv_e_produced_kwh[self.j]) if math.isnan(frozen) else float(frozen)
 
     @property
     def faulted(self) -> bool:
-        """The simulated inverter does not fault."""
-        return False
+        """Whether an injected device fault holds the inverter at 0 kW."""
+        return bool(self._d.pv_faulted[self.j])
 
     @property
     def enabled(self) -> bool:
@@ -432,7 +512,7 @@ class PlantPv(_AcTerminal):
         d, j = self._d, self.j
         pct = d.pv_curtailment_pct[j]
         cap = np.nan if math.isnan(pct) else d.pv_inverter_kw[j] * pct / 100.0
-        d.pv_limit_kw[j] = cap if d.pv_enabled[j] else 0.0
+        d.pv_limit_kw[j] = cap if d.pv_enabled[j] and not d.pv_faulted[j] else 0.0
 
     def set_curtailment_pct(self, pct: float | None) -> None:
         """Cap output at ``pct`` [%] of the inverter rating; ``None`` removes the cap."""

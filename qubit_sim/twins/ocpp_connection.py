@@ -45,6 +45,8 @@ class _Outgoing:
     offline: bool
     # Built once, on the first attempt, so a re-send after a lost answer is the same message.
     payload: Any = None
+    #: Simulated time [s] from which the message may go out (added latency).
+    due_s: float = -math.inf
 
 
 class ChargePointConnection:
@@ -113,6 +115,13 @@ class ChargePointConnection:
         self._next_heartbeat_s = math.inf
         self._next_attempt_s = -math.inf
         self._failures = 0
+        #: Injected faults: queued messages go out this many simulated seconds late, and each
+        #: is lost with ``loss_probability`` (drawn from ``loss_rng``).
+        self.send_delay_s = 0.0
+        self.loss_probability = 0.0
+        self.loss_rng: np.random.Generator | None = None
+        #: Messages lost by fault injection: dropped (not transactional) / sent again.
+        self.lost = {"dropped": 0, "resent": 0}
 
     # -- hooks for the charge point logic --------------------------------------------------
 
@@ -301,6 +310,17 @@ class ChargePointConnection:
         await self._drop_connection()
         raise Offline
 
+    def release_delayed(self) -> None:
+        """Let every queued message go out at the next flush, however late it was to be."""
+        self.send_delay_s = 0.0
+        for item in self._outbox:
+            item.due_s = -math.inf
+
+    def _lost_now(self) -> bool:
+        if self.loss_probability <= 0.0 or self.loss_rng is None:
+            return False
+        return bool(self.loss_rng.random() < self.loss_probability)
+
     async def _keep_alive(self, now: float) -> None:
         """Reconnect or re-boot when due, and queue the heartbeat when due."""
         if self._session is None and now >= self._next_attempt_s:
@@ -323,12 +343,17 @@ class ChargePointConnection:
         sendable = self.online and self._booted
         if not tx_related and not sendable:
             return  # state messages are re-sent after reconnect; only transactions queue
-        self._outbox.append(_Outgoing(build, on_result, tx_related, offline=not sendable))
+        due_s = self.now() + self.send_delay_s if self.send_delay_s > 0 else -math.inf
+        self._outbox.append(
+            _Outgoing(build, on_result, tx_related, offline=not sendable, due_s=due_s)
+        )
         self._wake.set()
 
     async def _flush(self) -> None:
         while self._outbox and self._session is not None and self._booted:
             item = self._outbox[0]
+            if item.due_s > self.now():
+                return  # delayed: later messages wait behind it, order is kept
             if item.payload is None:
                 item.payload = item.build()
                 if item.payload is None:
@@ -336,8 +361,18 @@ class ChargePointConnection:
                     continue
                 if item.offline and hasattr(item.payload, "offline"):
                     item.payload.offline = True
+            lost = self._lost_now()
+            if lost and not item.tx_related:
+                self._outbox.popleft()
+                self.lost["dropped"] += 1
+                continue
             try:
                 result = await self._call(item.payload)
+                if lost:
+                    # The answer was lost: the queue sends the same message again, and the
+                    # CSMS treats the repeat idempotently.
+                    self.lost["resent"] += 1
+                    result = await self._call(item.payload)
             except Offline:
                 return
             except OCPPError as exc:

@@ -54,6 +54,7 @@ __all__ = ["SunSpecServer"]
 _log = logging.getLogger(__name__)
 _Raw = int | str | float | None
 _DEVICE_FAILURE = 4
+_NO_RESPONSE = 0x0B  # gateway target device failed to respond
 _SQRT3 = math.sqrt(3.0)
 
 
@@ -573,6 +574,9 @@ class SunSpecServer:
             unit_id=unit_id,
         )
         self._ticker: asyncio.Task[None] | None = None
+        #: While set (an injected Modbus timeout), every request fails with exception 0x0B
+        #: "gateway target device failed to respond" instead of being served.
+        self.silent = False
 
     @property
     def host(self) -> str:
@@ -651,6 +655,8 @@ class SunSpecServer:
         common.set_raw("DA", unit_id)
 
     def _on_read(self, address: int, count: int) -> list[int] | int:
+        if self.silent:
+            return _NO_RESPONSE
         try:
             self.tick()
             self._publish(self._now())
@@ -660,6 +666,8 @@ class SunSpecServer:
             return _DEVICE_FAILURE
 
     def _on_write(self, address: int, values: list[int]) -> int | None:
+        if self.silent:
+            return _NO_RESPONSE
         try:
             self.tick()
             now_s = self._now()

@@ -34,6 +34,7 @@ from qubit_sim.errors import ControllerError
 from qubit_sim.physics.battery import battery_step
 from qubit_sim.physics.ev import ev_max_power_kw
 from qubit_sim.scenario.loader import load_scenario
+from qubit_sim.scenario.telemetry import SOC_SCALE_FACTOR
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))
@@ -77,6 +78,21 @@ def runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         )
         result[name] = Run(run.kpis, out / name, controller)
     return result
+
+
+def soc_register_kw(controller: Any) -> float:
+    """Slot-mean power [kW] of one step of the batteries' SunSpec SoC registers.
+
+    The stack controllers know a battery's SOC only as L1 telemetry, rounded to the register
+    (``SoC_SF``); the energy a battery moved over a slot, as they see it, is uncertain by one
+    register step of the summed capacity (discharge side, the larger in grid terms).
+    """
+    site = controller.stack_site
+    if not len(site.battery_capacity_kwh):
+        return 0.0
+    step_kwh = float(np.sum(site.battery_capacity_kwh)) * 10.0**SOC_SCALE_FACTOR / 100.0
+    slot_h = SLOT_STEPS * 60 / 3600
+    return step_kwh / float(np.min(site.battery_eta_discharge)) / slot_h
 
 
 def _objective(runs: dict, name: str) -> float:
@@ -185,8 +201,10 @@ def test_offline_plan_is_executed_as_planned(runs: dict) -> None:
     np.testing.assert_allclose(delivered, planned, atol=1e-3)
     df = runs["offline_optimal"].frame()
     realised = slot_means(df["site_p_kw"].to_numpy(), SLOT_STEPS)
-    # Battery self-discharge is made up in the slot after it happens: a few W at most.
-    np.testing.assert_allclose(realised, site_power_kw(problem, plan), atol=0.01)
+    # Battery self-discharge is made up in the slot after it happens (a few W at most), from the
+    # SOC as the register reports it.
+    atol = 0.01 + soc_register_kw(controller)
+    np.testing.assert_allclose(realised, site_power_kw(problem, plan), atol=atol)
 
 
 def test_mpc_knows_the_peak_reached_so_far(runs: dict) -> None:
@@ -197,8 +215,10 @@ def test_mpc_knows_the_peak_reached_so_far(runs: dict) -> None:
     estimated = controller.meter.slot_import_kw
     assert len(estimated) == len(metered) - 1  # the last slot is never closed
     slots = np.array(sorted(estimated))
-    np.testing.assert_allclose([estimated[s] for s in slots], metered[slots], atol=0.01)
-    assert max(controller.meter.peaks.values()) == pytest.approx(metered[:-1].max(), abs=0.01)
+    # The battery's share is rebuilt from two SOC register readings.
+    atol = 0.01 + soc_register_kw(controller)
+    np.testing.assert_allclose([estimated[s] for s in slots], metered[slots], atol=atol)
+    assert max(controller.meter.peaks.values()) == pytest.approx(metered[:-1].max(), abs=atol)
 
 
 # ------------------------------------------------------------------------------- parameters

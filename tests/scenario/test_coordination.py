@@ -260,12 +260,22 @@ def test_departure_cancels_the_chargers_unfinished_commands(loaded: Any, tmp_pat
         assert not sim.coordinator.dispatch.ledger.active(asset_id)
 
 
-def test_wire_subclass_keeps_its_own_path(loaded: Any) -> None:
+def test_wire_runs_coordinate_over_the_protocol_links(loaded: Any) -> None:
     from qubit_sim.scenario.wire import WireSimulation
+    from qubit_sim.scenario.wire_links import ModbusL4Link, OcppL4Link
 
     site = build_site(loaded, until_s=3600, controller=make_controller("mpc"))
     sim = WireSimulation(site)
     try:
-        assert sim.coordinator is None
+        assert isinstance(sim.coordinator, Coordinator)
+        assert isinstance(sim.coordinator.links.get(BATTERY), ModbusL4Link)
+        charger = charger_asset_id(str(sim.fleet.ids[0]))
+        assert isinstance(sim.coordinator.links.get(charger), OcppL4Link)
     finally:
         sim.close()
+    rules = build_site(loaded, until_s=3600, controller=make_controller("rule_based"))
+    plain = WireSimulation(rules)
+    try:
+        assert plain.coordinator is None  # only coordinating controllers go through L4
+    finally:
+        plain.close()

@@ -266,16 +266,20 @@ def test_an_unknown_charger_id_names_the_closest_one(depot_site: Any) -> None:
         "{kind: latency, devices: [depot_ac1], delay: 2s}",
         "{kind: message_loss, devices: {fraction: 0.5}, probability: 0.05}",
         "{kind: device_fault, device: depot_ac1, at: 1h, duration: 10min}",
-        "{kind: modbus_timeout, device: depot_ac1, at: 1h, duration: 10min}",
         "{kind: meter_freeze, device: depot_ac1, at: 1h, duration: 10min}",
     ],
 )
-def test_kinds_not_supported_yet_are_rejected_not_ignored(entry: str, depot_site: Any) -> None:
-    site = _with_faults(depot_site, f"faults:\n  - {entry}\n")
+def test_every_kind_is_planned_on_the_chargers_it_names(entry: str, depot_site: Any) -> None:
+    plan = plan_faults(_with_faults(depot_site, f"faults:\n  - {entry}\n"))
     kind = entry.split(",")[0].split(": ")[1]
-    for make in (plan_faults, FaultedSimulation, WireSimulation):
-        with pytest.raises(ScenarioError, match=f"{kind}' is not supported yet"):
-            make(site)
+    assert plan.windows and {w.kind for w in plan.windows} == {kind}
+    assert {w.device_kind for w in plan.windows} == {"charger"}
+    if kind == "message_loss":
+        n = depot_site.fleet.n
+        assert len(plan.windows) == max(1, round(0.5 * n)) and n > 2
+        assert all(w.value == 0.05 for w in plan.windows)
+    if kind == "latency":
+        assert [w.value for w in plan.windows] == [2.0]
 
 
 def test_the_fraction_draw_follows_the_seed(depot_site: Any) -> None:

@@ -22,6 +22,7 @@ rounding is the presentation's business, so that sums of lines stay exact.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -46,6 +47,7 @@ __all__ = [
     "bill_totals",
     "period_label",
     "period_labels",
+    "tariff_for_period",
     "tariff_from_spec",
 ]
 
@@ -125,6 +127,18 @@ def tariff_from_spec(spec: Any, period: str | None = None) -> Tariff:
         demand_charge_per_kw=spec.demand_charge_per_kw,
         billing_period=chosen,
     )
+
+
+def tariff_for_period(tariff: Tariff, period: str | None) -> Tariff:
+    """``tariff`` billed per ``period`` (``"month"``, ``"week"`` or ``"day"``); None keeps it.
+
+    Raises:
+        SettlementError: an unknown period.
+    """
+    if period is None:
+        return tariff
+    _check_period(period)
+    return replace(tariff, billing_period=period)
 
 
 def _rate_order(tariff: Tariff) -> dict[tuple[str, float], int]:

@@ -1,9 +1,11 @@
 """What settlement reads from a run's results folder, and where site keys live.
 
-A results folder (see :mod:`qubit_sim.core.results`) gives settlement the scenario as run
-(``scenario.yaml``: site, time zone, tariff), the per-step time series (``timeseries.parquet``) and
-the charging sessions with their meter registers (``sessions.parquet``). A run that stopped early
-is settled as far as it got: the time series then simply has fewer rows.
+A results folder (see :mod:`qubit_sim.core.results`) gives settlement the site facts the run
+recorded in ``manifest.json`` (site, time zone, tariff: :mod:`~qubit_sim.stack.settle.context`),
+the per-step time series (``timeseries.parquet``), the charging sessions with their meter
+registers (``sessions.parquet``) and, from a ``wire`` run, the CSMS's transaction records
+(``csms_transactions.parquet``: :mod:`~qubit_sim.stack.settle.transactions`). A run that stopped
+early is settled as far as it got: the time series then simply has fewer rows.
 
 Per-device columns are found by name (load convention, [kW]): ``load_<id>_p_kw``,
 ``charger_<id>_p_kw``, ``battery_<id>_p_kw`` and ``pv_<id>_p_kw``. Only the columns settlement
@@ -23,7 +25,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from qubit_sim.stack.settle.context import SiteContext, context_from_manifest
 from qubit_sim.stack.settle.errors import SettlementError
+from qubit_sim.stack.settle.transactions import read_transactions
 
 __all__ = [
     "BACKGROUND_COLUMN",
@@ -78,7 +82,7 @@ class RunInputs:
     Attributes:
         folder: The results folder.
         manifest: ``manifest.json`` as a dict.
-        spec: The validated scenario (:class:`~qubit_sim.scenario.schema.Scenario`).
+        context: Site facts from the manifest (name, time zone, tariff, driver price).
         site_id: Site id the settlement is signed for.
         tz: Site IANA time zone (billing calendar, tariff windows).
         start: UTC instant of simulation time 0.
@@ -86,11 +90,13 @@ class RunInputs:
         times: UTC start of every recorded step.
         frame: The time series (one row per recorded step).
         sessions: The charging sessions (empty frame when the site has none).
+        transactions: The CSMS's transaction records of a ``wire`` run
+            (:func:`~qubit_sim.stack.settle.transactions.read_transactions`); None otherwise.
     """
 
     folder: Path
     manifest: dict[str, Any]
-    spec: Any
+    context: SiteContext
     site_id: str
     tz: str
     start: datetime
@@ -98,6 +104,7 @@ class RunInputs:
     times: pd.DatetimeIndex
     frame: pd.DataFrame
     sessions: pd.DataFrame
+    transactions: pd.DataFrame | None = None
 
     @property
     def n_steps(self) -> int:
@@ -138,28 +145,6 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _load_spec(folder: Path, manifest: dict[str, Any]) -> Any:
-    # The scenario layer sits above the stack; it is imported here only to read the scenario file.
-    from qubit_sim.errors import ScenarioError
-    from qubit_sim.scenario.loader import load_scenario_text
-
-    path = folder / "scenario.yaml"
-    if not path.is_file():
-        raise SettlementError(f"{folder} has no scenario.yaml; is it a qubit-sim results folder?")
-    # CSV paths in the scenario are relative to the original scenario file, when it still exists.
-    original = manifest.get("scenario_file")
-    base_dir = folder
-    if isinstance(original, str) and Path(original).parent.is_dir():
-        base_dir = Path(original).parent
-    try:
-        loaded = load_scenario_text(
-            path.read_text(encoding="utf-8"), source=str(path), base_dir=base_dir
-        )
-    except ScenarioError as exc:
-        raise SettlementError(f"cannot read the scenario of {folder}: {exc}") from exc
-    return loaded.spec
-
-
 def _read_sessions(path: Path) -> pd.DataFrame:
     if not path.is_file():
         return pd.DataFrame({name: [] for name in _SESSION_COLUMNS})
@@ -188,14 +173,18 @@ def read_run_inputs(results_dir: str | os.PathLike[str]) -> RunInputs:
     """Read a results folder for settlement.
 
     Raises:
-        SettlementError: if the folder, its manifest, scenario or time series is missing or
-            unreadable, or the time series lacks a column settlement needs.
+        SettlementError: if the folder, its manifest or time series is missing or unreadable,
+            the manifest lacks the site facts, or the time series lacks a column settlement
+            needs.
     """
     folder = Path(results_dir)
     if not folder.is_dir():
         raise SettlementError(f"results folder {folder} does not exist")
     manifest = _read_json(folder / "manifest.json")
-    spec = _load_spec(folder, manifest)
+    try:
+        context = context_from_manifest(manifest)
+    except SettlementError as exc:
+        raise SettlementError(f"cannot settle {folder}: {exc}") from exc
     series_path = folder / "timeseries.parquet"
     if not series_path.is_file():
         raise SettlementError(
@@ -207,7 +196,7 @@ def read_run_inputs(results_dir: str | os.PathLike[str]) -> RunInputs:
         raise SettlementError(f"{series_path} lacks columns {missing}; cannot settle this run")
     times = pd.DatetimeIndex(frame["time"])
     times = times.tz_localize("UTC") if times.tz is None else times.tz_convert("UTC")
-    step_s = int(manifest.get("step_s") or spec.site.step)
+    step_s = context.step_s
     if len(times) > 1 and not (np.diff(times.as_unit("s").asi8) == step_s).all():
         raise SettlementError(
             f"{series_path} is not a regular series of {step_s} s steps; cannot settle it"
@@ -215,12 +204,13 @@ def read_run_inputs(results_dir: str | os.PathLike[str]) -> RunInputs:
     return RunInputs(
         folder=folder,
         manifest=manifest,
-        spec=spec,
-        site_id=site_id_of(spec.site.name),
-        tz=spec.site.location.tz,
-        start=spec.site.start,
+        context=context,
+        site_id=site_id_of(context.site_name),
+        tz=context.tz,
+        start=context.start,
         step_s=step_s,
         times=times,
         frame=frame,
         sessions=_read_sessions(folder / "sessions.parquet"),
+        transactions=read_transactions(folder),
     )

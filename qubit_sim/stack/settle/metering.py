@@ -7,6 +7,11 @@ per charging session, and the twins' own energy over the same intervals for reco
   to the day's register difference exactly.
 * A charger's register is read at plug-in and unplug in whole Wh (``sessions.parquet``:
   ``meter_start_wh``, ``meter_stop_wh``); the session's billed energy is their difference.
+* After a ``wire`` run, sessions are the CSMS's transactions instead
+  (``csms_transactions.parquet``): registers as meterStart/meterStop (1.6) or the first and last
+  energy register of the TransactionEvents (2.0.1) arrived over OCPP, read in whole Wh (rounded
+  down, as the simulator's own meter reads them). The vehicle is the one the simulator plugged
+  into that charger at the transaction's start, if any (the CSMS only knows the id tag).
 
 A step belongs to the UTC hour of its start; a session spans the steps from its plug-in up to
 (excluding) its unplug, or to the end of the run while the EV is still plugged.
@@ -25,6 +30,7 @@ __all__ = [
     "PV_HOURLY_COLUMNS",
     "SESSION_COLUMNS",
     "charging_sessions",
+    "csms_sessions",
     "metered_sessions",
     "pv_hourly_metered",
 ]
@@ -117,6 +123,34 @@ def pv_hourly_metered(
     return table.sort_values(["period_start", "asset_id"], ignore_index=True)
 
 
+def _twin_energy(
+    inputs: RunInputs, charger_ids: np.ndarray, start_s: np.ndarray, stop_s: np.ndarray, what: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Charger twin energy [Wh] and its emissions [g] over each session's steps."""
+    chargers = inputs.devices("charger")
+    unknown = sorted(set(charger_ids) - set(chargers))
+    if unknown:
+        raise SettlementError(
+            f"{what} use charger(s) {unknown[:3]} but the time series has no "
+            f"charger_<id>_p_kw column for them"
+        )
+    n = inputs.n_steps
+    wh_per_kw_step = inputs.step_s / 3600.0 * 1000.0
+    carbon = inputs.column("carbon_g_per_kwh")
+    first = np.minimum(start_s // inputs.step_s, n)
+    last = np.where(stop_s >= 0, np.minimum(stop_s // inputs.step_s, n), n)
+    wh_twin = np.zeros(len(charger_ids))
+    grams = np.zeros(len(charger_ids))
+    for charger in np.unique(charger_ids):
+        rows = charger_ids == charger
+        energy_wh = chargers[charger] * wh_per_kw_step
+        cum_wh = np.r_[0.0, energy_wh.cumsum()]
+        cum_g = np.r_[0.0, (energy_wh * carbon).cumsum() / 1000.0]
+        wh_twin[rows] = cum_wh[last[rows]] - cum_wh[first[rows]]
+        grams[rows] = cum_g[last[rows]] - cum_g[first[rows]]
+    return wh_twin, grams
+
+
 def metered_sessions(inputs: RunInputs) -> pd.DataFrame:
     """Every session that plugged in, with its meter registers and the twin's energy.
 
@@ -139,30 +173,10 @@ def metered_sessions(inputs: RunInputs) -> pd.DataFrame:
     ]
     if plugged.empty:
         return pd.DataFrame({name: [] for name in SESSION_COLUMNS})
-    chargers = inputs.devices("charger")
-    unknown = sorted(set(plugged["charger_id"].astype(str)) - set(chargers))
-    if unknown:
-        raise SettlementError(
-            f"sessions use charger(s) {unknown[:3]} but the time series has no "
-            f"charger_<id>_p_kw column for them"
-        )
-    n = inputs.n_steps
-    wh_per_kw_step = inputs.step_s / 3600.0 * 1000.0
-    carbon = inputs.column("carbon_g_per_kwh")
     charger_ids = plugged["charger_id"].astype(str).to_numpy()
     start_s = plugged["plugged_s"].to_numpy(np.int64)
     stop_s = plugged["unplugged_s"].to_numpy(np.int64)
-    first = np.minimum(start_s // inputs.step_s, n)
-    last = np.where(stop_s >= 0, np.minimum(stop_s // inputs.step_s, n), n)
-    wh_twin = np.zeros(len(plugged))
-    grams = np.zeros(len(plugged))
-    for charger in np.unique(charger_ids):
-        rows = charger_ids == charger
-        energy_wh = chargers[charger] * wh_per_kw_step
-        cum_wh = np.r_[0.0, energy_wh.cumsum()]
-        cum_g = np.r_[0.0, (energy_wh * carbon).cumsum() / 1000.0]
-        wh_twin[rows] = cum_wh[last[rows]] - cum_wh[first[rows]]
-        grams[rows] = cum_g[last[rows]] - cum_g[first[rows]]
+    wh_twin, grams = _twin_energy(inputs, charger_ids, start_s, stop_s, "sessions")
     meter_start = plugged["meter_start_wh"].to_numpy(np.int64)
     meter_stop = plugged["meter_stop_wh"].to_numpy(np.int64)
     vehicles = plugged["vehicle_id"].to_numpy(object)
@@ -171,6 +185,69 @@ def metered_sessions(inputs: RunInputs) -> pd.DataFrame:
             "session_id": plugged["session_id"].astype(str).to_numpy(),
             "charger_id": charger_ids,
             "vehicle_id": [None if pd.isna(v) or v == "" else str(v) for v in vehicles],
+            "start_s": start_s,
+            "stop_s": stop_s,
+            "is_open": stop_s < 0,
+            "meter_start_wh": meter_start,
+            "meter_stop_wh": meter_stop,
+            "wh_metered": meter_stop - meter_start,
+            "wh_twin": wh_twin,
+            "co2_kg": grams / 1000.0,
+        }
+    )
+
+
+def _vehicles_at(
+    sessions: pd.DataFrame, charger_ids: np.ndarray, start_s: np.ndarray
+) -> list[str | None]:
+    """The vehicle the simulator plugged into each charger at each instant, None if none."""
+    plugged = sessions[sessions["plugged_s"] >= 0]
+    by_plug = {
+        (str(charger), int(at)): vehicle
+        for charger, at, vehicle in zip(
+            plugged["charger_id"], plugged["plugged_s"], plugged["vehicle_id"], strict=True
+        )
+    }
+    found = [by_plug.get((str(c), int(s))) for c, s in zip(charger_ids, start_s, strict=True)]
+    return [None if v is None or pd.isna(v) or v == "" else str(v) for v in found]
+
+
+def csms_sessions(inputs: RunInputs) -> pd.DataFrame:
+    """The CSMS's transactions (``inputs.transactions``) as metered sessions.
+
+    Registers are read in whole Wh, rounded down. ``session_id`` is the transaction id.
+
+    Returns:
+        One row per transaction with a start register, in the layout of
+        :func:`metered_sessions`; a transaction still running at the end of the run is open,
+        its ``meter_stop_wh`` the last register the CSMS received.
+
+    Raises:
+        SettlementError: if there are no CSMS records, or a transaction names a charger the
+            time series has no column for.
+    """
+    table = inputs.transactions
+    if table is None:
+        raise SettlementError(f"{inputs.folder} has no CSMS transaction records")
+    table = table[table["meter_start_wh"].notna()]
+    if table.empty:
+        return pd.DataFrame({name: [] for name in SESSION_COLUMNS})
+    charger_ids = table["charge_point"].astype(str).to_numpy()
+    start_s = table["start_s"].to_numpy(np.int64)
+    stop_s = table["stop_s"].to_numpy(np.int64)
+    wh_twin, grams = _twin_energy(inputs, charger_ids, start_s, stop_s, "CSMS transactions")
+    start_wh = table["meter_start_wh"].to_numpy(float)
+    # While running, the register so far: the last meter value the CSMS received.
+    so_far_wh = start_wh + table["energy_wh"].fillna(0.0).to_numpy(float)
+    stop_wh = table["meter_stop_wh"].to_numpy(float)
+    stop_wh = np.where((stop_s >= 0) & ~np.isnan(stop_wh), stop_wh, so_far_wh)
+    meter_start = np.floor(start_wh + 1e-6).astype(np.int64)
+    meter_stop = np.floor(stop_wh + 1e-6).astype(np.int64)
+    return pd.DataFrame(
+        {
+            "session_id": table["transaction_id"].astype(str).to_numpy(),
+            "charger_id": charger_ids,
+            "vehicle_id": _vehicles_at(inputs.sessions, charger_ids, start_s),
             "start_s": start_s,
             "stop_s": stop_s,
             "is_open": stop_s < 0,

@@ -6,14 +6,23 @@ checks below compare the two, each with its difference, tolerance and verdict (e
 1. ``site_meter_vs_assets`` — site meter energy (import - export) against the sum of every asset's
    energy at the connection point (loads, chargers, batteries, PV from the per-device columns);
    tolerance 1 Wh for the run.
-2. ``feeder_balance`` — with a simulated feeder: the external grid's energy against site +
-   feeder background + losses. It needs the feeder's own net draw per step (a
-   ``grid_background_kw`` column [kW, load convention]: every feeder element that is not the site,
-   i.e. loads minus generation as the power flow saw them); without that column it is reported as
-   not checked, naming the column, and does not count towards the verdict.
-3. ``charging_sessions`` — energy invoiced per session (charger register difference) against the
-   charger twin's energy over the session's steps; tolerance 1 Wh per session (meter rounding).
-4. ``pv_certificates`` — energy certified per inverter-hour (energy register difference) against
+2. ``feeder_balance`` — with a simulated feeder: the external grid's energy (the power flow's
+   slack) against site meter + feeder background + feeder losses, with the feeder's own net draw
+   per step from the ``grid_background_kw`` column [kW, load convention: every feeder element
+   that is not the site, loads minus generation as the power flow saw them]; tolerance 1 Wh plus
+   1e-6 of the external grid's energy (the power flow converges to a power mismatch, not
+   exactly). A results folder without that column reports the check as not made, naming the
+   column, and it does not count towards the verdict.
+3. ``charging_sessions`` — energy invoiced per session (register difference: the CSMS's
+   transaction records after a ``wire`` run, the charger registers the run read otherwise)
+   against the charger twin's energy over the session's steps; tolerance 1 Wh per session
+   (whole-Wh registers).
+4. ``charger_energy`` — the charger twins' energy inside the metered sessions (invoiced, or
+   still open at the end of the run), against all the energy they delivered in the run: a lost
+   transaction leaves energy outside every session, one counted twice counts it twice; tolerance
+   1 Wh for the run. With ``charging_sessions`` this ties the invoiced total to everything the
+   chargers delivered.
+5. ``pv_certificates`` — energy certified per inverter-hour (energy register difference) against
    the PV twin's output in that hour; tolerance 1 Wh per certificate. Hours without a
    certificate count with 0 Wh, so a missing certificate fails too.
 
@@ -34,6 +43,9 @@ from qubit_sim.stack.settle.inputs import BACKGROUND_COLUMN, DEVICE_KINDS, RunIn
 from qubit_sim.stack.settle.invoices import ChargingInvoice
 
 __all__ = ["BACKGROUND_COLUMN", "ITEM_TOLERANCE_WH", "METER_TOLERANCE_WH", "reconcile"]
+
+#: Where invoiced energy came from, as reported in the ``charging_sessions`` check.
+_SOURCES = {True: "csms_transactions", False: "charger_registers"}
 
 METER_TOLERANCE_WH = 1.0
 ITEM_TOLERANCE_WH = 1.0
@@ -151,16 +163,43 @@ def _items(
     )
 
 
-def _sessions(sessions: pd.DataFrame, invoices: Sequence[ChargingInvoice]) -> dict[str, Any]:
+def _sessions(
+    sessions: pd.DataFrame, invoices: Sequence[ChargingInvoice], source: str
+) -> dict[str, Any]:
     twin_wh = dict(zip(sessions["session_id"].astype(str), sessions["wh_twin"], strict=True))
     ids = [invoice.session_id for invoice in invoices]
-    return _items(
+    check = _items(
         "charging_sessions",
-        "invoiced energy per session (charger register) vs charger twin energy in the session",
+        "invoiced energy per session (metered register difference) vs charger twin energy in "
+        "the session",
         ids,
         np.array([invoice.wh_delivered for invoice in invoices], dtype=float),
         np.array([twin_wh[session] for session in ids], dtype=float),
         len(ids),
+    )
+    check["source"] = source
+    return check
+
+
+def _charger_energy(
+    inputs: RunInputs, sessions: pd.DataFrame, invoices: Sequence[ChargingInvoice]
+) -> dict[str, Any]:
+    wh = inputs.step_s / 3600.0 * 1000.0
+    chargers = inputs.devices("charger")
+    twin_wh = float(sum(float(p_kw.sum()) for p_kw in chargers.values()) * wh)
+    in_sessions_wh = float(sessions["wh_twin"].sum()) if len(sessions) else 0.0
+    still_open = sessions[sessions["is_open"].astype(bool)] if len(sessions) else sessions
+    return _check(
+        "charger_energy",
+        "charger twin energy inside invoiced or open sessions vs all energy the charger twins "
+        "delivered",
+        in_sessions_wh,
+        twin_wh,
+        METER_TOLERANCE_WH,
+        sessions=len(sessions),
+        invoiced_wh=float(sum(invoice.wh_delivered for invoice in invoices)),
+        open_sessions=len(still_open),
+        open_sessions_wh=float(still_open["wh_metered"].sum()) if len(still_open) else 0.0,
     )
 
 
@@ -206,7 +245,8 @@ def reconcile(
     feeder = _feeder(inputs)
     if feeder is not None:
         checks.append(feeder)
-    checks.append(_sessions(sessions, invoices))
+    checks.append(_sessions(sessions, invoices, _SOURCES[inputs.transactions is not None]))
+    checks.append(_charger_energy(inputs, sessions, invoices))
     checks.append(_certificates(pv_hourly, certificates))
     return {
         "passed": all(check["passed"] is not False for check in checks),

@@ -17,8 +17,12 @@ above (they detect changes to those files; only the signed records prove who iss
 
 Everything is computed from what the site's meters counted (site meter import/export, charger
 registers, PV energy registers), not from the simulator's internal state; the reconciliation
-compares the two. Settling a run again replaces the folder; with the same key the bytes are the
-same, because every input is simulated data and Ed25519 signatures are deterministic.
+compares the two. After a ``wire`` run the invoices come from the transactions the stack's CSMS
+received over OCPP (``csms_transactions.parquet``), in ``fast`` mode from the charger registers
+the run read at plug-in and unplug (``sessions.parquet``).
+
+Settling a run again replaces the folder; with the same key the bytes are the same, because
+every input is simulated data and Ed25519 signatures are deterministic.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import pandas as pd
 from qubit_sim.core.results import write_json
 from qubit_sim.core.tariff import Tariff
 from qubit_sim.stack.settle.artifacts import SettlementSummary, write_settlement_artifacts
-from qubit_sim.stack.settle.bills import bill_lines, period_labels, tariff_from_spec
+from qubit_sim.stack.settle.bills import bill_lines, period_labels, tariff_for_period
 from qubit_sim.stack.settle.canonical import sha256_hex
 from qubit_sim.stack.settle.carbon import carbon_accounts
 from qubit_sim.stack.settle.certificates import EnergyCertificate, issue_certificates
@@ -45,6 +49,7 @@ from qubit_sim.stack.settle.invoices import ChargingInvoice, issue_invoices
 from qubit_sim.stack.settle.keys import SiteKey, load_or_create_site_key
 from qubit_sim.stack.settle.metering import (
     charging_sessions,
+    csms_sessions,
     metered_sessions,
     pv_hourly_metered,
 )
@@ -180,13 +185,13 @@ def _settle(inputs: RunInputs, tariff: Tariff, key: SiteKey) -> _Settled:
     import_kw = inputs.column("grid_import_kw")
     export_kw = inputs.column("grid_export_kw")
     carbon_g = inputs.column("carbon_g_per_kwh")
-    metered = metered_sessions(inputs)
+    metered = metered_sessions(inputs) if inputs.transactions is None else csms_sessions(inputs)
     invoices = issue_invoices(
         charging_sessions(metered),
         key,
         inputs.site_id,
         scenario_start=inputs.start,
-        price_per_kwh=inputs.spec.tariff.driver_price_per_kwh,
+        price_per_kwh=inputs.context.driver_price_per_kwh,
         currency=tariff.currency,
     )
     pv = inputs.devices("pv")
@@ -215,14 +220,14 @@ def _settle(inputs: RunInputs, tariff: Tariff, key: SiteKey) -> _Settled:
 def _summary(
     inputs: RunInputs, tariff: Tariff, settled: _Settled, signed: SettlementSummary
 ) -> str:
-    manifest, spec = inputs.manifest, inputs.spec
+    manifest = inputs.manifest
     open_rows = settled.open_sessions
     return render_summary(
         SummaryInputs(
             title=(
-                f"{manifest.get('scenario', spec.site.name)} — "
-                f"{manifest.get('controller', spec.controller.name)}, "
-                f"seed {manifest.get('seed', spec.site.seed)}"
+                f"{manifest.get('scenario', inputs.context.site_name)} — "
+                f"{manifest.get('controller', 'unknown controller')}, "
+                f"seed {manifest.get('seed', '?')}"
             ),
             run_status=_run_status(manifest, inputs.n_steps),
             period=tariff.billing_period,
@@ -264,7 +269,7 @@ def settle_results(
             window).
     """
     inputs = read_run_inputs(results_dir)
-    tariff = tariff_from_spec(inputs.spec.tariff, period)
+    tariff = tariff_for_period(inputs.context.tariff, period)
     key = load_or_create_site_key(key_dir or default_key_dir(), inputs.site_id)
     settled = _settle(inputs, tariff, key)
 

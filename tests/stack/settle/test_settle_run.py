@@ -21,6 +21,7 @@ from qubit_sim.errors import SimulationError
 from qubit_sim.scenario.loader import load_scenario
 from qubit_sim.stack.settle import SettlementError, read_ledger
 from qubit_sim.stack.settle.bills import bill_lines, bill_totals
+from qubit_sim.stack.settle.context import SiteContext
 from qubit_sim.stack.settle.inputs import KEY_DIR_ENV, default_key_dir
 from qubit_sim.stack.settle.metering import pv_hourly_metered
 from qubit_sim.stack.settle.run import SettlementReport, settle_results, verify_results
@@ -61,6 +62,26 @@ SCENARIO = {
         "carbon": {"hourly_g_per_kwh": [200] * 7 + [400] * 16 + [200]},
     },
 }
+
+
+# The same site and tariff as the run records them in its manifest.
+CONTEXT = SiteContext(
+    site_name="synthetic",
+    tz="Europe/Amsterdam",
+    start=START.to_pydatetime(),
+    step_s=60,
+    tariff=Tariff(
+        currency="EUR",
+        energy_rates=(
+            EnergyRate("night", 0.15, "23:00", "06:59"),
+            EnergyRate("peak", 0.40, "07:00", "22:59", weekdays=(0, 1, 2, 3, 4), months=(6,)),
+        ),
+        default_price_per_kwh=0.20,
+        export_price_per_kwh=0.05,
+        demand_charge_per_kw=9.5,
+    ),
+    driver_price_per_kwh=0.39,
+)
 
 
 def at(day: int, minute: int) -> int:
@@ -124,8 +145,8 @@ def synthetic_sessions() -> pd.DataFrame:
 def write_synthetic(folder: Path, frame: pd.DataFrame | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "scenario.yaml").write_text(yaml.safe_dump(SCENARIO, sort_keys=False))
-    manifest = {"scenario": "synthetic", "seed": 0, "controller": "none", "step_s": 60,
-                "n_steps": N_STEPS, "status": "complete"}  # fmt: skip
+    manifest = {"scenario": "synthetic", "seed": 0, "controller": "none", "n_steps": N_STEPS,
+                "status": "complete", **CONTEXT.to_manifest()}  # fmt: skip
     (folder / "manifest.json").write_text(json.dumps(manifest))
     (synthetic_frame() if frame is None else frame).to_parquet(folder / "timeseries.parquet")
     synthetic_sessions().to_parquet(folder / "sessions.parquet")
@@ -298,6 +319,48 @@ def test_meters_that_disagree_with_the_twins_fail_reconciliation(
     )
 
 
+def test_csms_transactions_replace_the_registers_the_run_read(
+    tmp_path: Path, key_dir: Path
+) -> None:
+    """With a CSMS transaction table, invoices and open sessions come from it, not sessions."""
+    folder = write_synthetic(tmp_path / "run")
+    table = pd.DataFrame(
+        {
+            "transaction_id": ["41", "cp2-1"],
+            "charge_point": ["cp1", "cp2"],
+            "connector": [1, 1],
+            "id_tag": ["QUBITSIM", ""],
+            "start_time": ["2025-06-01T23:00:00.000Z", "2025-06-02T21:00:00.000Z"],
+            "stop_time": ["2025-06-02T01:00:00.000Z", ""],
+            "start_s": [at(3, 60) * 60, at(3, 1380) * 60],
+            "stop_s": [at(3, 180) * 60, -1],
+            # 2.0.1 registers come in 0.1 Wh; invoices read whole Wh, rounded down.
+            "meter_start_wh": [1000.0, 500.7],
+            "meter_stop_wh": [23000.0, float("nan")],
+            "energy_wh": [22000.0, 6999.5],
+            "n_meter_values": [120, 59],
+            "stop_reason": ["EVDisconnected", ""],
+            "offline_messages": [0, 4],
+        }
+    )
+    table.to_parquet(folder / "csms_transactions.parquet", index=False)
+    sessions = pd.read_parquet(folder / "sessions.parquet")
+    sessions.loc[0, "meter_stop_wh"] += 500  # the simulator's reading no longer counts
+    sessions.to_parquet(folder / "sessions.parquet")
+    report = settle_results(folder, key_dir=key_dir)
+    assert report.reconciled and report.open_sessions == 1
+    (invoice,) = [json.loads(line) for line in (report.folder / "invoices.jsonl").open()]
+    assert (invoice["session_id"], invoice["vehicle_id"]) == ("41", "ev_1")
+    assert (invoice["meter_start_wh"], invoice["wh_delivered"]) == (1000, 22000)
+    checks = {c["name"]: c for c in report.reconciliation["checks"]}
+    assert checks["charging_sessions"]["source"] == "csms_transactions"
+    energy = checks["charger_energy"]
+    # 22000 Wh invoiced + floor(500.7 + 6999.5) - floor(500.7) = 7000 Wh metered while open.
+    assert (energy["invoiced_wh"], energy["open_sessions_wh"]) == (22000.0, 7000.0)
+    assert energy["measured_wh"] == pytest.approx(energy["reference_wh"]) == 29000.0
+    assert energy["status"] == "pass" and energy["sessions"] == 2
+
+
 def test_settling_needs_a_results_folder(tmp_path: Path, key_dir: Path) -> None:
     with pytest.raises(SettlementError, match="does not exist"):
         settle_results(tmp_path / "nothing", key_dir=key_dir)
@@ -331,14 +394,17 @@ def test_reconciliation_passes_on_every_shipped_scenario(shipped: RunResult) -> 
     reconciliation = json.loads((shipped.out_dir / "settlement/reconciliation.json").read_text())
     checks = {check["name"]: check for check in reconciliation["checks"]}
     assert reconciliation["passed"] and set(checks) == {
-        "site_meter_vs_assets", "feeder_balance", "charging_sessions", "pv_certificates",
+        "site_meter_vs_assets", "feeder_balance", "charging_sessions", "charger_energy",
+        "pv_certificates",
     }  # fmt: skip
     for check in checks.values():
-        if check["name"] == "feeder_balance":
-            assert check["status"] == "not_checked" and "grid_background_kw" in check["reason"]
-        else:
-            assert check["status"] == "pass", check
-            assert abs(check["difference_wh"]) <= check["tolerance_wh"]
+        assert check["status"] == "pass", check
+        assert abs(check["difference_wh"]) <= check["tolerance_wh"]
+    # Every shipped scenario has a feeder: its balance is a real check with real numbers.
+    feeder = checks["feeder_balance"]
+    assert feeder["background_wh"] != 0 and feeder["losses_wh"] > 0
+    assert checks["charging_sessions"]["source"] == "charger_registers"
+    assert checks["charger_energy"]["reference_wh"] > 0
     sessions = shipped.sessions()
     finished = sessions[(sessions.charger_id != "") & (sessions.unplugged_s >= 0)]
     assert section["invoices"] == checks["charging_sessions"]["items"] == len(finished) > 0
