@@ -774,6 +774,81 @@ def serve(
 
 
 @app.command()
+def hil(
+    bench: Annotated[Path, typer.Argument(help="Bench YAML file (hil/<bench>.yaml).")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Connect, identify and read; never write.")
+    ] = False,
+    seed: Annotated[int | None, typer.Option(help="Seed (overrides site.seed).")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Results folder (default: results/<name>-seed<seed>).")
+    ] = None,
+    plots: Annotated[bool, typer.Option(help="Write plots/*.png.")] = True,
+) -> None:
+    """Hardware in the loop: run a bench with physical devices in place of chosen twins.
+
+    Every device is checked (reachable, identifies itself as the bench expects) and a bench
+    report is printed before the wall clock starts. Commands pass the bench's safety envelope;
+    every write expires on the device by itself. At the end, on watchdog expiry, on too much
+    lag or on Ctrl-C every device is put in its safe state. See hil/README.md.
+    """
+    import logging
+    import sys
+
+    from qubit_sim.errors import ControllerError, ScenarioError, SimulationError
+    from qubit_sim.hil.bench import load_bench
+    from qubit_sim.hil.run import format_report, run_bench
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    console = _console()
+    try:
+        loaded = load_bench(bench)
+    except ScenarioError as exc:
+        _fail_scenario(exc)
+
+    def ready(sim: Any) -> None:
+        typer.echo(format_report(sim))
+        typer.echo("running; Ctrl-C puts every device in its safe state and stops")
+        sys.stdout.flush()
+
+    try:
+        result = run_bench(loaded, dry_run=dry_run, seed=seed, out=out, plots=plots, on_ready=ready)
+    except (ScenarioError, ControllerError) as exc:
+        _fail_scenario(exc)
+    except SimulationError as exc:
+        console.print(f"[bold red]hil failed:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    realtime, section = result.manifest["realtime"], result.manifest["hil"]
+    if not result.complete:
+        console.print(
+            f"stopped early at {result.manifest.get('stopped_at')}: results in "
+            f"{result.out_dir} (marked incomplete)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    console.print(
+        f"lag behind the wall clock: max {realtime['lag_max_s']:.3f} s, mean "
+        f"{realtime['lag_mean_s']:.3f} s over {realtime['steps']} steps",
+        highlight=False,
+    )
+    for device in section["devices"]:
+        counts = device["envelope"]
+        console.print(
+            f"{device['id']}: {device['writes']} writes, {counts['clamped']} clamped, "
+            f"{counts['refused']} refused, largest |command| {device['max_abs_sent_kw']:.2f} kW",
+            highlight=False,
+        )
+    for report in section["shadow"]:
+        if report["steps"]:
+            console.print(
+                f"shadow {report['device']}: power difference MAE {report['power_mae_kw']:.3f} "
+                f"kW, RMSE {report['power_rmse_kw']:.3f} kW over {report['steps']} steps",
+                highlight=False,
+            )
+    _print_kpis(console, result)
+
+
+@app.command()
 def train(
     env: Annotated[str, typer.Option(help="Environment: SiteDispatch or ChargerFleet.")],
     scenario: Annotated[Path, typer.Option(help="Scenario YAML to train on.")],

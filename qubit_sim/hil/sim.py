@@ -1,0 +1,438 @@
+"""``mode: hil`` — the real-time simulation with some twins swapped for physical devices.
+
+:class:`HilSimulation` is a :class:`~qubit_sim.scenario.realtime.RealtimeSimulation` (wall clock x
+factor, lag policy, the stack's CSMS listening) that, once its sockets are up:
+
+1. connects to every bench device, checks its identity (SunSpec model 1 / register-map strings /
+   OCPP BootNotification) and takes a first reading; a mismatch stops the run before the clock
+   starts;
+2. puts a :class:`~qubit_sim.hil.bridge.DeviceBridge` (envelope + expiring writes) in place of
+   the replaced twin's link — the stack writes through the same link slot, so it cannot tell —
+   or, in shadow mode, a :class:`~qubit_sim.hil.bridge.TeeLink` feeding twin and device alike;
+3. on every step reads the devices; in replace mode the measured power (and a battery's SOC)
+   overwrite the twin's physics after it ran, so the site meter, the power flow and the recorded
+   time series use the device (a zero-order hold over the step). The energy balance accounts for
+   the substitution;
+4. runs a background task that re-reads the devices and renews every setpoint's expiry, and a
+   :class:`~qubit_sim.hil.watchdog.Watchdog` fed at every step.
+
+Whatever ends the run — its end, an error, a lag beyond the bench's threshold, Ctrl-C — every
+device is put in its safe state before the sockets close. The watchdog does the same from its
+own thread, over fresh connections, when a step is overdue (a hung controller); the run then
+stops at its next step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qubit_sim.errors import ConfigIssue, ProtocolError, SimulationError
+from qubit_sim.hil.bench import Bench, BenchError, DeviceSpec
+from qubit_sim.hil.bridge import CommandRecord, DeviceBridge, TeeLink
+from qubit_sim.hil.devices import DeviceReading, OcppCharger, make_device
+from qubit_sim.hil.envelope import Envelope
+from qubit_sim.hil.shadow import ShadowRecorder, ShadowSample
+from qubit_sim.hil.watchdog import Watchdog
+from qubit_sim.scenario.build import SiteModel
+from qubit_sim.scenario.realtime import Endpoint, RealtimeSimulation
+
+__all__ = ["HilSimulation", "IdentityCheck"]
+
+LOGGER = logging.getLogger("qubit_sim.hil")
+_SAFE_TIMEOUT_S = 5.0
+
+
+class IdentityCheck:
+    """What a device said it is, against what the bench expects.
+
+    Attributes:
+        device_id: Bench device id.
+        expected / found: Identity fields.
+        first_p_kw: First measured power [kW].
+    """
+
+    def __init__(
+        self, device_id: str, expected: dict[str, str], found: dict[str, str], first_p_kw: float
+    ) -> None:
+        self.device_id = device_id
+        self.expected = dict(expected)
+        self.found = dict(found)
+        self.first_p_kw = first_p_kw
+
+    @property
+    def mismatches(self) -> list[str]:
+        """``key: expected 'a', found 'b'`` for every field that differs."""
+        return [
+            f"{key}: expected {value!r}, found {self.found.get(key)!r}"
+            for key, value in self.expected.items()
+            if self.found.get(key) != value
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        """For the manifest."""
+        return {
+            "expected": self.expected,
+            "found": self.found,
+            "ok": not self.mismatches,
+            "first_p_kw": self.first_p_kw,
+        }
+
+
+def _expiry_wall_s(spec: DeviceSpec) -> float:
+    if spec.ocpp is not None:
+        return spec.ocpp.profile_duration_s / spec.ocpp.clock_factor
+    return float(spec.revert_s)
+
+
+class HilSimulation(RealtimeSimulation):
+    """A real-time simulation with physical devices in place of chosen twins.
+
+    Args:
+        site / timeseries_path / events_path / progress: As for :class:`RealtimeSimulation`.
+        bench: The loaded bench.
+        dry_run: Connect, identify and read; judge commands but never write.
+        on_ready: Called with the simulation once devices are identified, before the clock
+            starts (prints the bench report).
+        twin_tick_s: Longest wall wait between twin ticks [s].
+
+    Attributes:
+        bridges: One bridge per bench device, in bench order.
+        identities: One :class:`IdentityCheck` per device.
+        watchdog: The :class:`Watchdog`.
+        shadows: Shadow recorders by device id (shadow-mode devices only).
+    """
+
+    def __init__(
+        self,
+        site: SiteModel,
+        timeseries_path: Path | None = None,
+        events_path: Path | None = None,
+        progress: Callable[[int], None] | None = None,
+        *,
+        bench: Bench,
+        dry_run: bool = False,
+        on_ready: Callable[[HilSimulation], None] | None = None,
+        twin_tick_s: float = 1.0,
+    ) -> None:
+        self.bench = bench
+        self._check_assets(site)
+        allowed = {d.ocpp.identity: d.ocpp.password for d in bench.devices if d.ocpp is not None}
+        super().__init__(
+            site,
+            timeseries_path,
+            events_path,
+            progress,
+            factor=bench.factor,
+            host=bench.csms_host,
+            csms_port=bench.csms_port,
+            modbus_base_port=0,
+            allowed=allowed,
+            lag=bench.lag_threshold_s,
+            twin_tick_s=twin_tick_s,
+            on_ready=lambda _endpoints: on_ready(self) if on_ready is not None else None,
+        )
+        self.dry_run = dry_run
+        self.bridges: list[DeviceBridge] = []
+        self.identities: list[IdentityCheck] = []
+        self.shadows: dict[str, ShadowRecorder] = {}
+        self.watchdog = Watchdog(bench.watchdog_s, self._on_watchdog)
+        self._charger_index = {cid: i for i, cid in enumerate(self.fleet.ids)}
+        self._battery_index = {bid: j for j, bid in enumerate(self.bank.ids)}
+        self._replaced: list[tuple[str, int, DeviceBridge]] = []
+        self._shadowed: list[tuple[str, int, DeviceBridge]] = []
+        self._substituted_kwh = 0.0
+        self._io_task: asyncio.Task[None] | None = None
+        self._first_readings: dict[str, DeviceReading] = {}
+        self._substitute_physics()
+
+    def _check_assets(self, site: SiteModel) -> None:
+        known = {"charger": set(site.fleet.ids), "battery": set(site.batteries.ids)}
+        issues = []
+        for index, device in enumerate(self.bench.devices):
+            if device.replaces not in known[device.kind]:
+                choices = ", ".join(sorted(known[device.kind])) or "none"
+                issues.append(
+                    ConfigIssue(
+                        f"devices[{index}].replaces",
+                        f"{device.kind} {device.replaces!r} is not in the scenario "
+                        f"(its {device.kind}s: {choices})",
+                    )
+                )
+        if issues:
+            raise BenchError(issues, self.bench.name)
+
+    # ------------------------------------------------------------- measured power in the physics
+    def _substitute_physics(self) -> None:
+        bank, fleet = self.bank, self.fleet
+        bank_step, fleet_step = bank.step, fleet.step
+        hours = self.dt / 3600.0
+
+        def battery_step(p_set_kw: np.ndarray, dt_s: float) -> np.ndarray:
+            out = bank_step(p_set_kw, dt_s)
+            measured = [(j, b.reading) for kind, j, b in self._replaced if kind == "battery"]
+            if measured:
+                p_kw, soc = bank.p_kw.copy(), bank.soc.copy()
+                for j, reading in measured:
+                    if reading is None:
+                        continue
+                    self._substituted_kwh += (reading.p_kw - p_kw[j]) * hours
+                    p_kw[j] = reading.p_kw
+                    if reading.soc is not None:
+                        soc[j] = reading.soc
+                stored_kwh = bank.stored_kwh()
+                bank.p_kw, bank.soc = p_kw, soc
+                bank.p_total_kw = float(p_kw.sum())
+                # A SOC taken from the device is no energy through the meter: the balance must
+                # not count the jump.
+                self._substituted_kwh -= bank.stored_kwh() - stored_kwh
+            return out
+
+        def charger_step(limit_kw: np.ndarray, dt_s: float) -> np.ndarray:
+            out = fleet_step(limit_kw, dt_s)
+            measured = [(i, b.reading) for kind, i, b in self._replaced if kind == "charger"]
+            if measured:
+                p_kw = fleet.p_grid_kw.copy()
+                for i, reading in measured:
+                    if reading is not None:
+                        self._substituted_kwh += (reading.p_kw - p_kw[i]) * hours
+                        p_kw[i] = reading.p_kw
+                fleet.p_grid_kw = p_kw
+                fleet.p_grid_total_kw = float(p_kw.sum())
+            return out
+
+        bank.step = battery_step  # type: ignore[method-assign]
+        fleet.step = charger_step  # type: ignore[method-assign]
+
+    def energy_balance(self) -> dict[str, float]:
+        """As for a simulation, with the measured-minus-twin energy of replaced devices added."""
+        balance = super().energy_balance()
+        balance["devices_kwh"] += self._substituted_kwh
+        balance["error_kwh"] = balance["meter_kwh"] - balance["devices_kwh"]
+        balance["hil_substituted_kwh"] = self._substituted_kwh
+        return balance
+
+    # ----------------------------------------------------------------------------- start-up
+    async def _start(self) -> None:
+        if self._started:
+            return
+        await super()._start()
+        assert self.csms is not None
+        found_devices = []
+        for spec in self.bench.devices:
+            device = make_device(spec, self.csms, spec.ocpp.clock_factor if spec.ocpp else 1.0)
+            found_devices.append(device)
+            await device.connect()
+            if isinstance(device, OcppCharger):
+                await device.wait_booted(self.bench.identify_timeout_s)
+            found = await device.identify()
+            reading = await device.read()
+            self.identities.append(IdentityCheck(spec.id, spec.identity, found, reading.p_kw))
+            self._first_readings[spec.id] = reading
+        wrong = [
+            f"{check.device_id}: {'; '.join(check.mismatches)}"
+            for check in self.identities
+            if check.mismatches
+        ]
+        if wrong:
+            # Not one write, not even a safe state, to a device that is not the expected one.
+            for device in found_devices:
+                with contextlib.suppress(Exception):
+                    await device.close()
+            raise ProtocolError("devices are not what the bench expects: " + " | ".join(wrong))
+        for spec, device in zip(self.bench.devices, found_devices, strict=True):
+            envelope = Envelope(spec.id, spec.limits, spec.kind, initial_kw=spec.safe_state.p_kw)
+            bridge = DeviceBridge(
+                device,
+                envelope,
+                refresh_s=max(0.1, _expiry_wall_s(spec) / 3.0),
+                dry_run=self.dry_run,
+            )
+            bridge.reading = self._first_readings[spec.id]
+            self.bridges.append(bridge)
+            self.endpoint_table.append(Endpoint("hil", spec.id, device.name, spec.mode))
+            if isinstance(device, OcppCharger) and not self.dry_run:
+                await device.install_safe_default()
+            self._attach(spec, bridge)
+        self.watchdog.start()
+
+    def _attach(self, spec: DeviceSpec, bridge: DeviceBridge) -> None:
+        # The bridge takes the twin's link slot: the stack writes through it as before.
+        charger = spec.kind == "charger"
+        links: list[Any] = self.charger_links if charger else self.battery_links
+        index = (self._charger_index if charger else self._battery_index)[spec.replaces]
+        if spec.mode == "replace":
+            links[index] = bridge
+            self._replaced.append((spec.kind, index, bridge))
+        else:
+            links[index] = TeeLink(links[index], bridge)
+            self._shadowed.append((spec.kind, index, bridge))
+            self.shadows[spec.id] = ShadowRecorder(spec.id, spec.kind)
+
+    # ------------------------------------------------------------------------------ running
+    def _start_twin_tasks(self) -> None:
+        super()._start_twin_tasks()
+        self._io_task = asyncio.create_task(self._io_loop())
+
+    async def _io_loop(self) -> None:
+        period = min([b.refresh_s for b in self.bridges] + [1.0])
+        while True:
+            await asyncio.sleep(period / 2)
+            with contextlib.suppress(ProtocolError):
+                await self._read_and_refresh()
+
+    async def _read_and_refresh(self) -> None:
+        async def one(bridge: DeviceBridge) -> None:
+            try:
+                reading = await bridge.read()
+                shadow = self.shadows.get(bridge.id)
+                if shadow is not None:
+                    shadow.add_reading(reading.wall_s, reading.p_kw)
+                await bridge.refresh()
+            except ProtocolError as exc:
+                bridge.errors.append(str(exc))
+                LOGGER.warning("%s: %s", bridge.id, exc)
+
+        await asyncio.gather(*(one(b) for b in self.bridges))
+
+    def _step(self, k: int) -> None:
+        if self._started:
+            if self.watchdog.expired:
+                raise SimulationError(self.watchdog.reason, k * self.dt)
+            next_due = self._wall0 + (k + 1) * self.dt / self.factor
+            self.watchdog.feed(next_due - time.perf_counter())
+            self._call(self._read_and_refresh())
+        super()._step(k)
+        if self._shadowed:
+            self._record_shadow(k)
+
+    def _record_shadow(self, k: int) -> None:
+        now = time.monotonic()
+        for kind, index, bridge in self._shadowed:
+            reading = bridge.reading
+            if reading is None:
+                continue
+            if kind == "battery":
+                twin_p, twin_soc = float(self.bank.p_kw[index]), float(self.bank.soc[index])
+            else:
+                twin_p, twin_soc = float(self.fleet.p_grid_kw[index]), float("nan")
+            device_soc = float("nan") if reading.soc is None else float(reading.soc)
+            sample = ShadowSample(now, k * self.dt, twin_p, reading.p_kw, twin_soc, device_soc)
+            self.shadows[bridge.id].add(sample)
+
+    async def _send_charger(self, i: int, limit_kw: float | None) -> None:
+        link = self.charger_links[i]
+        if isinstance(link, DeviceBridge | TeeLink):
+            # An envelope refusal is logged by the envelope; the run goes on.
+            await link.set_power_limit(limit_kw)
+            return
+        await super()._send_charger(i, limit_kw)
+
+    # ----------------------------------------------------------------------------- safe state
+    def _on_watchdog(self, reason: str) -> None:
+        """From the watchdog thread: lock every bridge and write the safe states."""
+        for bridge in self.bridges:
+            bridge.lock()
+        if self.dry_run:
+            return
+        for bridge in self.bridges:
+            spec = bridge.spec
+            try:
+                if spec.protocol == "modbus":
+                    # The simulation's loop may be the thing that hangs: a fresh connection.
+                    asyncio.run(_safe_over_fresh_connection(spec))
+                    bridge.commands.append(
+                        CommandRecord(time.monotonic(), None, spec.safe_state.p_kw, "safe")
+                    )
+                else:
+                    loop = self._loop
+                    if loop is None:
+                        continue
+                    future = asyncio.run_coroutine_threadsafe(bridge.safe_state(), loop.loop)
+                    future.result(timeout=_SAFE_TIMEOUT_S)
+            except Exception as exc:
+                LOGGER.error(
+                    "%s: safe state after %s failed (%s); its last setpoint expires by itself "
+                    "within %g s",
+                    bridge.id,
+                    reason,
+                    exc,
+                    _expiry_wall_s(spec),
+                )
+
+    async def _close_all(self) -> None:
+        task, self._io_task = self._io_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self.watchdog.stop()
+        for bridge in self.bridges:
+            try:
+                await asyncio.wait_for(bridge.safe_state(), _SAFE_TIMEOUT_S)
+            except Exception as exc:
+                LOGGER.error(
+                    "%s: safe state at the end failed (%s); its last setpoint expires by itself "
+                    "within %g s",
+                    bridge.id,
+                    exc,
+                    _expiry_wall_s(bridge.spec),
+                )
+        for bridge in self.bridges:
+            with contextlib.suppress(Exception):
+                await bridge.device.close()
+        await super()._close_all()
+
+    def report(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Real-time figures plus a ``hil`` manifest section (devices, envelope, watchdog)."""
+        kpis, manifest = super().report()
+        devices: list[dict[str, Any]] = []
+        for spec, bridge in zip(self.bench.devices, self.bridges, strict=False):
+            devices.append(
+                {
+                    "id": spec.id,
+                    "replaces": spec.replaces,
+                    "kind": spec.kind,
+                    "mode": spec.mode,
+                    "protocol": spec.protocol,
+                    "endpoint": bridge.device.name,
+                    "envelope": dict(bridge.envelope.counts),
+                    "envelope_log": [vars(d) for d in list(bridge.envelope.log)[-100:]],
+                    "writes": len(bridge.commands),
+                    "max_abs_sent_kw": max((abs(c.sent_kw) for c in bridge.commands), default=0),
+                    "errors": bridge.errors[-20:],
+                }
+            )
+        identities = {c.device_id: c.to_dict() for c in self.identities}
+        for entry in devices:
+            entry["identity"] = identities.get(entry["id"])
+        section = {
+            "bench": self.bench.name,
+            "dry_run": self.dry_run,
+            "devices": devices,
+            "watchdog": self.watchdog.to_dict(),
+            "shadow": [
+                recorder.report(bridge.commands)
+                for (_, _, bridge), recorder in zip(
+                    self._shadowed, self.shadows.values(), strict=True
+                )
+            ],
+        }
+        manifest["hil"] = section
+        kpis["hil_substituted_kwh"] = round(self._substituted_kwh, 6)
+        return kpis, manifest
+
+
+async def _safe_over_fresh_connection(spec: DeviceSpec) -> None:
+    device = make_device(spec)
+    await device.connect()
+    try:
+        await asyncio.wait_for(device.write_power(spec.safe_state.p_kw), _SAFE_TIMEOUT_S)
+    finally:
+        await device.close()
