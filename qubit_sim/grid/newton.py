@@ -18,6 +18,7 @@ and LAPACK inversions run 10-100x slower than single-threaded ones, so those are
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -126,7 +127,6 @@ class ChordNewton:
         self.s = np.empty(n, dtype=np.complex128)
         self._i_bus = np.empty(n, dtype=np.complex128)
         self._mis = np.empty(n_pvpq, dtype=np.complex128)
-        self._mis_f = self._mis.view(np.float64)
         self._rhs32 = np.empty(2 * n_pvpq, dtype=np.float32)
         self._dx32 = np.empty(2 * n_pvpq, dtype=np.float32)
         self._jacobian: Any = None
@@ -134,8 +134,14 @@ class ChordNewton:
         # True while self.s holds the bus powers at self.v: the next call then starts from them
         # instead of multiplying again.
         self._s_current = False
+        self._bind_views()
+
+    def _bind_views(self) -> None:
+        """Views into ``v``, ``s`` and ``_mis`` that :meth:`iterate` writes through."""
+        n_pvpq = self.n_pvpq
         v_nn = self.v[:n_pvpq]
         ybus_product = self.ybus
+        self._mis_f = self._mis.view(np.float64)
         self._fixed = (
             self.v,
             v_nn,
@@ -152,6 +158,32 @@ class ChordNewton:
             ybus_product.kernel_args,
             ybus_product.matrix,
         )
+
+    # A copy or a pickle holds each array on its own: views would come back as detached arrays,
+    # and updates written through them would never reach ``v``. They are rebuilt instead.
+    _VIEWS = ("_mis_f", "_fixed")
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items() if k not in self._VIEWS}
+        if state["_jacobian"] is not None and not isinstance(state["_jacobian"], np.ndarray):
+            # A sparse LU cannot be pickled: the next call factorises again.
+            state["_jacobian"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._bind_views()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ChordNewton:
+        state = {k: v for k, v in self.__dict__.items() if k not in self._VIEWS}
+        jacobian = state["_jacobian"]
+        if jacobian is not None and not isinstance(jacobian, np.ndarray):
+            # A sparse LU is only ever read: the copy shares it and iterates exactly as this one.
+            memo[id(jacobian)] = jacobian
+        clone = ChordNewton.__new__(ChordNewton)
+        memo[id(self)] = clone
+        clone.__setstate__(copy.deepcopy(state, memo))
+        return clone
 
     def _build_jacobian_map(self, ybus: Any, linear_solver: str) -> None:
         nn, n_pv = self.n_pvpq, self.n_pv

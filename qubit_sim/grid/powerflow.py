@@ -350,7 +350,6 @@ class FastPowerFlow:
         self._sbus = np.empty(n, dtype=np.complex128)
         self._site_buf = np.empty(n)
         self._vm_pad = np.full(n + 1, np.nan)
-        self._vm_int = self._vm_pad[:n]
         # step() reduces everything in one call: the maxima of [vm, -vm, line loadings at both
         # ends, transformer loadings at both ends], NaN (dead) entries skipped.
         n_bus = len(self.bus_index)
@@ -358,9 +357,6 @@ class FastPowerFlow:
         if not self._loading_rows_ok:
             n_line = n_trafo = 0
         self._stats = np.empty(2 * n_bus + n_line + n_trafo)
-        self._stats_vm = self._stats[:n_bus]
-        self._stats_neg_vm = self._stats[n_bus : 2 * n_bus]
-        self._stats_loading = self._stats[2 * n_bus :]
         starts = [0, n_bus]
         self._stats_line = self._stats_trafo = -1
         if n_line:
@@ -375,6 +371,27 @@ class FastPowerFlow:
         self._one_slack = n - nn == 1
         self._real_parts = np.tile([1.0, 0.0], n)
         self._kw_per_pu = self.base_mva * 1e3
+        self._bind_views()
+
+    def _bind_views(self) -> None:
+        """Views into the buffers that :meth:`step` writes through."""
+        n, n_bus = self.n_internal_bus, len(self.bus_index)
+        self._vm_int = self._vm_pad[:n]
+        self._stats_vm = self._stats[:n_bus]
+        self._stats_neg_vm = self._stats[n_bus : 2 * n_bus]
+        self._stats_loading = self._stats[2 * n_bus :]
+
+    # A copy or a pickle holds each array on its own: views would come back as detached arrays
+    # that step() writes while it reads the originals. They are rebuilt instead (the solver's
+    # own, in ChordNewton).
+    _VIEWS = ("_vm_int", "_stats_vm", "_stats_neg_vm", "_stats_loading")
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in self._VIEWS}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._bind_views()
 
     # -- inputs -----------------------------------------------------------------------------
     def injections(

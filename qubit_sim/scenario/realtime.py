@@ -15,6 +15,9 @@ SunSpec Modbus TCP servers, and twins' timers run on simulated time. What change
   (``realtime.charge_points``: identity + password, HTTP basic auth, security profile 1).
 * **External CSMS.** With ``csms_url`` the twins connect there instead. The stack then has no
   path to the chargers, so a run with an external CSMS is ``uncontrolled``.
+* **Settlement.** As in ``wire``, a run whose chargers the stack's CSMS served writes
+  ``csms_transactions.parquet`` (allow-listed charge points' transactions included), and the
+  invoices come from those records; with an external CSMS they come from the chargers' registers.
 * **Lag.** At the start of each step the delay behind its wall-clock due time is measured [s].
   ``warn`` logs when it exceeds one step, ``strict`` stops the run then, a number stops it
   above that many seconds. Maximum and mean go into the manifest and the KPIs.
@@ -313,6 +316,16 @@ class RealtimeSimulation(WireSimulation):
             "endpoints": [vars(endpoint) for endpoint in self.endpoint_table],
         }
         return kpis, {"realtime": section}
+
+    def _write_transactions(self) -> None:
+        """``csms_transactions.parquet`` when the stack's CSMS served the run.
+
+        It holds every transaction that CSMS received: the twins' and those of allow-listed
+        charge points. With an external CSMS the twins' transactions went there, so none is
+        written and settlement reads the chargers' own registers.
+        """
+        if self.csms_url is None:
+            super()._write_transactions()
 
     @staticmethod
     def _wait(future: Future[None]) -> None:

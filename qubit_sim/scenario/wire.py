@@ -58,6 +58,7 @@ from qubit_sim.control.base import Setpoints
 from qubit_sim.errors import ConfigIssue, ProtocolError, ScenarioError
 from qubit_sim.protocols.csms import Csms, OcppLink
 from qubit_sim.protocols.modbus_link import ModbusLink
+from qubit_sim.protocols.ocpp_common import inline_validation
 from qubit_sim.protocols.ocpp_security import client_ssl_context, make_pki, server_ssl_context
 from qubit_sim.scenario.build import SiteModel
 from qubit_sim.scenario.faults import (
@@ -301,6 +302,11 @@ class WireSimulation(Simulation):
     # ------------------------------------------------------------------- run
     def run(self) -> None:
         """Run to the end over the sockets; they are closed whatever happens."""
+        # The loop waits for each validation anyway: inline, it costs no thread hand-offs.
+        with inline_validation():
+            self._run_over_sockets()
+
+    def _run_over_sockets(self) -> None:
         try:
             super().run()
             if self._started:

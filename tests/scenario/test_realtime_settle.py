@@ -1,0 +1,247 @@
+"""Settlement of served runs from what the stack's CSMS received.
+
+Claims checked here: a served run (``mode: realtime``) on the stack's CSMS writes
+``csms_transactions.parquet`` and settles from it — one invoice per finished transaction with the
+registers that arrived over OCPP, reconciliation passing against the twins; the pacing reaches
+the end of the horizon, so the last interval's meter values are in the CSMS records; an
+allow-listed outside charge point's transaction is recorded with its own registers; with an
+external CSMS no such file is written and settlement reads the chargers' registers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import websockets
+from ocpp.v16 import ChargePoint, call
+
+from qubit_sim.core.results import RunResult
+from qubit_sim.protocols.csms import Csms
+from qubit_sim.scenario.realtime import Endpoint, ServeOptions, serve
+from qubit_sim.stack.settle.transactions import CSMS_TRANSACTIONS_FILE
+
+EXTERNAL_ID = "EXT-CP-9"
+EXTERNAL_PASSWORD = "allowed-password-9876"
+HORIZON_S = 7200
+FACTOR = 7200.0
+
+# The office car park in the afternoon: the EVs are plugged in at the start and the first two
+# leave within the two hours served, so two transactions finish and four are still running.
+SCENARIO = f"""
+site:
+  name: realtime_settle
+  location: {{lat: 52.37, lon: 4.90, tz: Europe/Amsterdam}}
+  start: 2025-06-02T13:00:00Z
+  duration: 1d
+  step: 60s
+  seed: 7
+  grid_connection: {{import_kw: 250, export_kw: 150}}
+assets:
+  chargers:
+    - {{template: ac_22kw, count: 6, id: office}}
+  batteries:
+    - {{template: battery_200kwh, id: office_battery}}
+  pv:
+    - {{template: pv_inverter_100kw, id: carport_pv, kwp: 100, inverter_kw: 90}}
+  loads:
+    - {{id: office_building, profile: G1-A, annual_kwh: 250000}}
+evs:
+  population: {{behaviour: workplace, vehicles: 12}}
+controller:
+  name: rule_based
+  period: 5min
+  params: {{threshold_kw: 60}}
+mode: realtime
+realtime:
+  factor: 60
+  charge_points:
+    - {{identity: {EXTERNAL_ID}, password: {EXTERNAL_PASSWORD}}}
+"""
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("realtime_settle") / "realtime_settle.yaml"
+    path.write_text(SCENARIO)
+    return path
+
+
+@pytest.fixture(scope="module")
+def settled(scenario: Path, tmp_path_factory: pytest.TempPathFactory) -> RunResult:
+    return serve(
+        scenario,
+        ServeOptions(factor=FACTOR, csms_port=0, modbus_base_port=0),
+        out=tmp_path_factory.mktemp("served") / "results",
+        until_s=HORIZON_S,
+        plots=False,
+    )
+
+
+def _reconciliation(result: RunResult) -> dict[str, Any]:
+    return json.loads((result.out_dir / "settlement" / "reconciliation.json").read_text())
+
+
+def test_a_served_run_writes_the_csms_transactions(settled: RunResult) -> None:
+    table = pd.read_parquet(settled.out_dir / CSMS_TRANSACTIONS_FILE)
+    assert sorted(table["charge_point"]) == [f"office{i}" for i in range(1, 7)]
+    finished = table[table["stop_s"] >= 0]
+    sessions = settled.sessions()
+    left = sessions[sessions["unplugged_s"] >= 0]
+    # The CSMS saw each departure when it happened, with the register the charger read.
+    assert sorted(zip(finished["charge_point"], finished["stop_s"], strict=True)) == sorted(
+        zip(left["charger_id"], left["unplugged_s"], strict=True)
+    )
+    assert len(finished) == 2
+
+
+def test_the_served_run_is_invoiced_from_the_csms_records(settled: RunResult) -> None:
+    section = settled.manifest["settlement"]
+    assert section["reconciliation"] == "pass"
+    report = _reconciliation(settled)
+    assert report["passed"] is True
+    sessions = next(c for c in report["checks"] if c["name"] == "charging_sessions")
+    assert sessions["source"] == "csms_transactions"
+    assert sessions["items_checked"] == 2 and sessions["items_outside_tolerance"] == 0
+    table = pd.read_parquet(settled.out_dir / CSMS_TRANSACTIONS_FILE)
+    finished = table[table["stop_s"] >= 0]
+    lines = (settled.out_dir / "settlement" / "invoices.jsonl").read_text().splitlines()
+    invoices = [json.loads(line) for line in lines if line.strip()]
+    assert section["invoices"] == len(invoices) == 2
+    text = "\n".join(lines)
+    for tx_id in finished["transaction_id"]:
+        assert f'"{tx_id}"' in text  # each invoice names its transaction
+
+
+def test_the_last_interval_reaches_the_csms(settled: RunResult) -> None:
+    # Pacing runs to the end of the horizon: a running transaction's energy so far is what its
+    # charger delivered over the whole horizon, to the register's rounding.
+    table = pd.read_parquet(settled.out_dir / CSMS_TRANSACTIONS_FILE)
+    running = table[table["stop_s"] < 0]
+    assert len(running) == 4
+    frame = settled.timeseries()
+    assert len(frame) == HORIZON_S // 60
+    for row in running.itertuples():
+        delivered_wh = frame[f"charger_{row.charge_point}_p_kw"].sum() * 60 / 3.6
+        assert delivered_wh > 1000
+        assert row.energy_wh == pytest.approx(delivered_wh, abs=1.0)
+        assert row.n_meter_values == HORIZON_S // 60
+
+
+# ---------------------------------------------------------- an allow-listed charge point
+
+
+def _basic(identity: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{identity}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+async def _outside_session(url: str) -> int:
+    """Boot, start and stop one transaction as an OCPP 1.6 charge point; its id."""
+    async with websockets.connect(
+        f"{url}/{EXTERNAL_ID}",
+        subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+        additional_headers=_basic(EXTERNAL_ID, EXTERNAL_PASSWORD),
+        open_timeout=10,
+    ) as ws:
+        cp = ChargePoint(EXTERNAL_ID, ws)
+        receiver = asyncio.create_task(cp.start())
+        try:
+            boot = await cp.call(
+                call.BootNotification(charge_point_model="Wallbox", charge_point_vendor="Acme")
+            )
+            assert boot.status == "Accepted"
+            started = await cp.call(
+                call.StartTransaction(
+                    connector_id=1,
+                    id_tag="OUTSIDE-TAG",
+                    meter_start=1000,
+                    timestamp="2025-06-02T13:10:00Z",
+                )
+            )
+            await cp.call(
+                call.StopTransaction(
+                    meter_stop=8500,
+                    timestamp="2025-06-02T13:40:00Z",
+                    transaction_id=started.transaction_id,
+                    reason="EVDisconnected",
+                )
+            )
+            return int(started.transaction_id)
+        finally:
+            receiver.cancel()
+
+
+def test_an_allow_listed_charge_points_transaction_is_recorded(
+    scenario: Path, tmp_path: Path
+) -> None:
+    ids: list[int] = []
+
+    def outside(endpoints: list[Endpoint]) -> None:
+        ids.append(asyncio.run(_outside_session(endpoints[0].url)))
+
+    result = serve(
+        scenario,
+        ServeOptions(factor=FACTOR * 4, csms_port=0, modbus_base_port=0),
+        out=tmp_path,
+        until_s=1800,
+        plots=False,
+        settle=False,
+        on_ready=outside,
+    )
+    table = pd.read_parquet(result.out_dir / CSMS_TRANSACTIONS_FILE)
+    row = table[table["charge_point"] == EXTERNAL_ID]
+    assert len(row) == 1 and row["transaction_id"].iloc[0] == str(ids[0])
+    assert (row["start_s"].iloc[0], row["stop_s"].iloc[0]) == (600, 2400)
+    assert (row["meter_start_wh"].iloc[0], row["meter_stop_wh"].iloc[0]) == (1000.0, 8500.0)
+    assert row["energy_wh"].iloc[0] == 7500.0 and row["id_tag"].iloc[0] == "OUTSIDE-TAG"
+    # The twins' transactions are there beside it.
+    assert set(table["charge_point"]) == {EXTERNAL_ID} | {f"office{i}" for i in range(1, 7)}
+
+
+# ------------------------------------------------------------------------- external CSMS
+
+
+@pytest.fixture
+def external_csms() -> Iterator[Csms]:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    csms = Csms("127.0.0.1", 0)
+    asyncio.run_coroutine_threadsafe(csms.start(), loop).result(10)
+    try:
+        yield csms
+    finally:
+        asyncio.run_coroutine_threadsafe(csms.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+def test_with_an_external_csms_settlement_reads_the_charger_registers(
+    scenario: Path, tmp_path: Path, external_csms: Csms
+) -> None:
+    result = serve(
+        scenario,
+        ServeOptions(factor=FACTOR, csms_port=0, modbus_base_port=0, csms_url=external_csms.url),
+        out=tmp_path,
+        until_s=HORIZON_S,
+        plots=False,
+    )
+    assert not (result.out_dir / CSMS_TRANSACTIONS_FILE).exists()
+    # The twins' transactions went to the external CSMS.
+    assert {tx.cp_id for tx in external_csms.state.transactions.values()} == {
+        f"office{i}" for i in range(1, 7)
+    }
+    report = _reconciliation(result)
+    sessions = next(c for c in report["checks"] if c["name"] == "charging_sessions")
+    assert sessions["source"] == "charger_registers"
+    assert report["passed"] is True and sessions["items_checked"] == 2
+    assert np.isfinite(result.manifest["settlement"]["bill_total"])
