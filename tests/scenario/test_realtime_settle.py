@@ -4,8 +4,10 @@ Claims checked here: a served run (``mode: realtime``) on the stack's CSMS write
 ``csms_transactions.parquet`` and settles from it — one invoice per finished transaction with the
 registers that arrived over OCPP, reconciliation passing against the twins; the pacing reaches
 the end of the horizon, so the last interval's meter values are in the CSMS records; an
-allow-listed outside charge point's transaction is recorded with its own registers; with an
-external CSMS no such file is written and settlement reads the chargers' registers.
+allow-listed outside charge point's transaction is recorded with its own registers, invoiced from
+them (its clock clamped into the run) and reported on its own reconciliation line, outside the
+twins' checks; with an external CSMS no such file is written and settlement reads the chargers'
+registers.
 """
 
 from __future__ import annotations
@@ -27,11 +29,13 @@ from ocpp.v16 import ChargePoint, call
 from qubit_sim.core.results import RunResult
 from qubit_sim.protocols.csms import Csms
 from qubit_sim.scenario.realtime import Endpoint, ServeOptions, serve
+from qubit_sim.stack.settle.run import verify_results
 from qubit_sim.stack.settle.transactions import CSMS_TRANSACTIONS_FILE
 
 EXTERNAL_ID = "EXT-CP-9"
 EXTERNAL_PASSWORD = "allowed-password-9876"
 HORIZON_S = 7200
+OUTSIDE_HORIZON_S = 1800
 FACTOR = 7200.0
 
 # The office car park in the afternoon: the EVs are plugged in at the start and the first two
@@ -180,9 +184,9 @@ async def _outside_session(url: str) -> int:
             receiver.cancel()
 
 
-def test_an_allow_listed_charge_points_transaction_is_recorded(
-    scenario: Path, tmp_path: Path
-) -> None:
+@pytest.fixture(scope="module")
+def with_outside(scenario: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[RunResult, int]:
+    """Half an hour served while an allow-listed charge point runs one transaction; settled."""
     ids: list[int] = []
 
     def outside(endpoints: list[Endpoint]) -> None:
@@ -191,20 +195,72 @@ def test_an_allow_listed_charge_points_transaction_is_recorded(
     result = serve(
         scenario,
         ServeOptions(factor=FACTOR * 4, csms_port=0, modbus_base_port=0),
-        out=tmp_path,
-        until_s=1800,
+        out=tmp_path_factory.mktemp("outside") / "results",
+        until_s=OUTSIDE_HORIZON_S,
         plots=False,
-        settle=False,
         on_ready=outside,
     )
+    return result, ids[0]
+
+
+def test_an_allow_listed_charge_points_transaction_is_recorded(
+    with_outside: tuple[RunResult, int],
+) -> None:
+    result, tx_id = with_outside
     table = pd.read_parquet(result.out_dir / CSMS_TRANSACTIONS_FILE)
     row = table[table["charge_point"] == EXTERNAL_ID]
-    assert len(row) == 1 and row["transaction_id"].iloc[0] == str(ids[0])
+    assert len(row) == 1 and row["transaction_id"].iloc[0] == str(tx_id)
     assert (row["start_s"].iloc[0], row["stop_s"].iloc[0]) == (600, 2400)
     assert (row["meter_start_wh"].iloc[0], row["meter_stop_wh"].iloc[0]) == (1000.0, 8500.0)
     assert row["energy_wh"].iloc[0] == 7500.0 and row["id_tag"].iloc[0] == "OUTSIDE-TAG"
     # The twins' transactions are there beside it.
     assert set(table["charge_point"]) == {EXTERNAL_ID} | {f"office{i}" for i in range(1, 7)}
+
+
+def test_an_allow_listed_charge_points_session_is_invoiced_from_its_registers(
+    with_outside: tuple[RunResult, int],
+) -> None:
+    result, tx_id = with_outside
+    assert result.manifest["settlement"]["reconciliation"] == "pass"
+    assert verify_results(result.out_dir).ok
+    lines = (result.out_dir / "settlement" / "invoices.jsonl").read_text().splitlines()
+    invoices = [json.loads(line) for line in lines if line.strip()]
+    outside = [invoice for invoice in invoices if invoice["charger_id"] == EXTERNAL_ID]
+    assert len(outside) == 1
+    invoice = outside[0]
+    assert invoice["session_id"] == str(tx_id) and invoice["vehicle_id"] is None
+    assert (invoice["meter_start_wh"], invoice["meter_stop_wh"]) == (1000, 8500)
+    assert invoice["wh_delivered"] == 7500 and invoice["kwh"] == "7.500"
+    # Its clock said 13:10-13:40; the run recorded 13:00-13:30, so the stop is clamped to the end.
+    assert invoice["started_at"] == "2025-06-02T13:10:00Z"
+    assert invoice["stopped_at"] == "2025-06-02T13:30:00Z"
+    assert result.manifest["settlement"]["invoices"] == len(invoices)
+
+
+def test_an_allow_listed_charge_point_is_its_own_reconciliation_line(
+    with_outside: tuple[RunResult, int],
+) -> None:
+    result, tx_id = with_outside
+    report = _reconciliation(result)
+    assert report["passed"] is True
+    checks = {check["name"]: check for check in report["checks"]}
+    line = checks["external_sessions"]
+    assert line["status"] == "pass" and line["informational"] is True
+    assert line["charge_points"] == [EXTERNAL_ID] and line["sessions"] == 1
+    assert line["kwh"] == 7.5 and line["invoiced"] == 1 and line["invoiced_wh"] == 7500.0
+    assert line["clock_clamped"] == [str(tx_id)]
+    # The twins' checks leave it out: no invoice of theirs names the outside charge point, and
+    # the charger twins' energy is still all inside their own sessions.
+    sessions = checks["charging_sessions"]
+    table = pd.read_parquet(result.out_dir / CSMS_TRANSACTIONS_FILE)
+    twins_finished = table[(table["stop_s"] >= 0) & (table["charge_point"] != EXTERNAL_ID)]
+    assert sessions["items_checked"] == len(twins_finished)
+    assert checks["charger_energy"]["status"] == "pass"
+    assert checks["charger_energy"]["reference_wh"] > 0
+    assert "not part of the simulated site power" in checks["site_meter_vs_assets"]["note"]
+    assert any(EXTERNAL_ID in note for note in report["notes"])
+    summary = (result.out_dir / "settlement" / "summary.md").read_text()
+    assert "external_sessions" in summary and "not part of the simulated site power" in summary
 
 
 # ------------------------------------------------------------------------- external CSMS

@@ -8,7 +8,9 @@ With ``ci`` the grid carbon intensity of a step [gCO2/kWh] and energies of the s
 * **battery time-shifting, avoided** = -(battery energy) x ci, battery energy in load convention
   (charging positive). Charging at low and discharging at high intensity avoids emissions; round
   trip losses at a constant intensity count as emissions (a negative avoided amount);
-* **per charging session**: the charger's grid energy x ci over the session's steps.
+* **per charging session**: the charger's grid energy x ci over the session's steps; for an
+  outside charge point without a twin, its registers' energy x the mean ci over the session's
+  steps (flagged ``external``).
 
 Amounts are kg CO2, per billing period and in total.
 """
@@ -73,7 +75,8 @@ def carbon_accounts(
         battery_kw: Total battery power per step [kW], load convention.
         carbon_g_per_kwh: Grid carbon intensity per step [gCO2/kWh].
         sessions: Metered sessions with ``session_id``, ``charger_id``, ``vehicle_id``,
-            ``is_open``, ``wh_twin`` and ``co2_kg``
+            ``is_open``, ``wh_twin`` and ``co2_kg`` (and optionally ``external`` and
+            ``wh_metered``)
             (:func:`~qubit_sim.stack.settle.metering.metered_sessions`).
 
     Returns:
@@ -103,7 +106,9 @@ def carbon_accounts(
         )
     per_session = []
     for row in sessions.itertuples(index=False):
-        e_kwh = float(row.wh_twin) / 1000.0
+        external = bool(getattr(row, "external", False))
+        # Without a twin, the registers are the only measure of the session's energy.
+        e_kwh = float(row.wh_metered if external else row.wh_twin) / 1000.0
         co2_kg = float(row.co2_kg)
         per_session.append(
             {
@@ -111,6 +116,7 @@ def carbon_accounts(
                 "charger_id": str(row.charger_id),
                 "vehicle_id": row.vehicle_id,
                 "open": bool(row.is_open),
+                "external": external,
                 "energy_kwh": e_kwh,
                 "co2_kg": co2_kg,
                 "intensity_g_per_kwh": co2_kg * 1000.0 / e_kwh if e_kwh > 0 else None,

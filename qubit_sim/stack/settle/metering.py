@@ -12,6 +12,17 @@ per charging session, and the twins' own energy over the same intervals for reco
   energy register of the TransactionEvents (2.0.1) arrived over OCPP, read in whole Wh (rounded
   down, as the simulator's own meter reads them). The vehicle is the one the simulator plugged
   into that charger at the transaction's start, if any (the CSMS only knows the id tag).
+* A served run's CSMS also admits outside charge points (``realtime.charge_points`` in the
+  YAML, listed in the manifest's ``realtime.allowed_charge_points``). They have no twin and no
+  ``charger_<id>_p_kw`` column: their sessions are billed from their own registers
+  (meterStart/meterStop), the vehicle unknown, ``wh_twin`` 0 and ``external`` True. Such a charge
+  point stamps its transactions with its own clock, which need not follow simulated time (a
+  served run is paced at a factor of the wall clock, and the scenario may be set in another
+  year). Its start and stop are therefore clamped into the recorded run, ``[0, n_steps * step_s]``
+  with the stop not before the start (whether it ended is read from its stop time, not
+  from the sign of ``stop_s``), and ``clock_clamped`` says when that moved either; the
+  registers, and so the billed energy, are never changed. Its emissions are that energy times the
+  mean grid carbon intensity over the (clamped) session's steps.
 
 A step belongs to the UTC hour of its start; a session spans the steps from its plug-in up to
 (excluding) its unplug, or to the end of the run while the EV is still plugged.
@@ -29,6 +40,7 @@ from qubit_sim.stack.settle.invoices import ChargingSession
 __all__ = [
     "PV_HOURLY_COLUMNS",
     "SESSION_COLUMNS",
+    "allowed_charge_points",
     "charging_sessions",
     "csms_sessions",
     "metered_sessions",
@@ -56,6 +68,8 @@ SESSION_COLUMNS = (
     "wh_metered",
     "wh_twin",
     "co2_kg",
+    "external",
+    "clock_clamped",
 )
 
 
@@ -124,7 +138,12 @@ def pv_hourly_metered(
 
 
 def _twin_energy(
-    inputs: RunInputs, charger_ids: np.ndarray, start_s: np.ndarray, stop_s: np.ndarray, what: str
+    inputs: RunInputs,
+    charger_ids: np.ndarray,
+    start_s: np.ndarray,
+    stop_s: np.ndarray,
+    what: str,
+    hint: str = "",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Charger twin energy [Wh] and its emissions [g] over each session's steps."""
     chargers = inputs.devices("charger")
@@ -132,7 +151,7 @@ def _twin_energy(
     if unknown:
         raise SettlementError(
             f"{what} use charger(s) {unknown[:3]} but the time series has no "
-            f"charger_<id>_p_kw column for them"
+            f"charger_<id>_p_kw column for them{hint}"
         )
     n = inputs.n_steps
     wh_per_kw_step = inputs.step_s / 3600.0 * 1000.0
@@ -193,6 +212,8 @@ def metered_sessions(inputs: RunInputs) -> pd.DataFrame:
             "wh_metered": meter_stop - meter_start,
             "wh_twin": wh_twin,
             "co2_kg": grams / 1000.0,
+            "external": np.zeros(len(charger_ids), dtype=bool),
+            "clock_clamped": np.zeros(len(charger_ids), dtype=bool),
         }
     )
 
@@ -212,10 +233,44 @@ def _vehicles_at(
     return [None if v is None or pd.isna(v) or v == "" else str(v) for v in found]
 
 
+def allowed_charge_points(inputs: RunInputs) -> set[str]:
+    """Identities of outside charge points the run's CSMS admitted (manifest ``realtime``)."""
+    section = inputs.manifest.get("realtime")
+    allowed = section.get("allowed_charge_points") if isinstance(section, dict) else None
+    return {str(identity) for identity in allowed or ()}
+
+
+def _outside_energy(
+    inputs: RunInputs,
+    start_s: np.ndarray,
+    stop_s: np.ndarray,
+    ended: np.ndarray,
+    wh_metered: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Clamped start and stop [s] (-1 while running), whether clamping moved them, and
+    emissions [g] (module doc)."""
+    end_s = inputs.n_steps * inputs.step_s
+    start_in = np.clip(start_s, 0, end_s)
+    stop_in = np.where(ended, np.clip(stop_s, start_in, end_s), -1)
+    clamped = (start_in != start_s) | (ended & (stop_in != stop_s))
+    carbon = inputs.column("carbon_g_per_kwh")
+    grams = np.zeros(len(start_s))
+    if len(carbon):
+        cum = np.r_[0.0, carbon.cumsum()]
+        first = np.minimum(start_in // inputs.step_s, inputs.n_steps - 1)
+        last = np.where(stop_in >= 0, stop_in // inputs.step_s, inputs.n_steps)
+        last = np.maximum(last, first + 1)  # a session within one step takes that step's value
+        mean_g_per_kwh = (cum[last] - cum[first]) / (last - first)
+        grams = wh_metered / 1000.0 * mean_g_per_kwh
+    return start_in, stop_in, clamped, grams
+
+
 def csms_sessions(inputs: RunInputs) -> pd.DataFrame:
     """The CSMS's transactions (``inputs.transactions``) as metered sessions.
 
     Registers are read in whole Wh, rounded down. ``session_id`` is the transaction id.
+    Transactions of allow-listed outside charge points are billed from their registers alone,
+    with their times clamped into the run (module doc).
 
     Returns:
         One row per transaction with a start register, in the layout of
@@ -223,8 +278,8 @@ def csms_sessions(inputs: RunInputs) -> pd.DataFrame:
         its ``meter_stop_wh`` the last register the CSMS received.
 
     Raises:
-        SettlementError: if there are no CSMS records, or a transaction names a charger the
-            time series has no column for.
+        SettlementError: if there are no CSMS records, or a transaction names a charge point
+            that is neither a charger twin (a time-series column) nor on the run's allow-list.
     """
     table = inputs.transactions
     if table is None:
@@ -235,19 +290,47 @@ def csms_sessions(inputs: RunInputs) -> pd.DataFrame:
     charger_ids = table["charge_point"].astype(str).to_numpy()
     start_s = table["start_s"].to_numpy(np.int64)
     stop_s = table["stop_s"].to_numpy(np.int64)
-    wh_twin, grams = _twin_energy(inputs, charger_ids, start_s, stop_s, "CSMS transactions")
+    external = ~np.isin(charger_ids, list(inputs.devices("charger"))) & np.isin(
+        charger_ids, sorted(allowed_charge_points(inputs))
+    )
+    twin = ~external
+    wh_twin, grams = np.zeros(len(table)), np.zeros(len(table))
+    wh_twin[twin], grams[twin] = _twin_energy(
+        inputs,
+        charger_ids[twin],
+        start_s[twin],
+        stop_s[twin],
+        "CSMS transactions",
+        " and they are not on the run's allow-list of outside charge points "
+        "(realtime.charge_points in the scenario YAML, manifest realtime.allowed_charge_points)",
+    )
+    # An outside clock may stamp a stop before simulated time 0: its stop time, not the sign of
+    # its stop_s, says that it ended.
+    ended = np.where(external, table["stop_time"].fillna("").astype(str) != "", stop_s >= 0)
     start_wh = table["meter_start_wh"].to_numpy(float)
     # While running, the register so far: the last meter value the CSMS received.
     so_far_wh = start_wh + table["energy_wh"].fillna(0.0).to_numpy(float)
     stop_wh = table["meter_stop_wh"].to_numpy(float)
-    stop_wh = np.where((stop_s >= 0) & ~np.isnan(stop_wh), stop_wh, so_far_wh)
+    stop_wh = np.where(ended & ~np.isnan(stop_wh), stop_wh, so_far_wh)
     meter_start = np.floor(start_wh + 1e-6).astype(np.int64)
     meter_stop = np.floor(stop_wh + 1e-6).astype(np.int64)
+    vehicles = _vehicles_at(inputs.sessions, charger_ids, start_s)
+    clamped = np.zeros(len(table), dtype=bool)
+    if external.any():
+        start_s, stop_s = start_s.copy(), stop_s.copy()
+        start_s[external], stop_s[external], clamped[external], grams[external] = _outside_energy(
+            inputs,
+            start_s[external],
+            stop_s[external],
+            ended[external],
+            (meter_stop - meter_start)[external].astype(float),
+        )
+        vehicles = [None if outside else v for v, outside in zip(vehicles, external, strict=True)]
     return pd.DataFrame(
         {
             "session_id": table["transaction_id"].astype(str).to_numpy(),
             "charger_id": charger_ids,
-            "vehicle_id": _vehicles_at(inputs.sessions, charger_ids, start_s),
+            "vehicle_id": vehicles,
             "start_s": start_s,
             "stop_s": stop_s,
             "is_open": stop_s < 0,
@@ -256,6 +339,8 @@ def csms_sessions(inputs: RunInputs) -> pd.DataFrame:
             "wh_metered": meter_stop - meter_start,
             "wh_twin": wh_twin,
             "co2_kg": grams / 1000.0,
+            "external": external,
+            "clock_clamped": clamped,
         }
     )
 

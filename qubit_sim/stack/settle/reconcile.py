@@ -26,8 +26,15 @@ checks below compare the two, each with its difference, tolerance and verdict (e
    the PV twin's output in that hour; tolerance 1 Wh per certificate. Hours without a
    certificate count with 0 Wh, so a missing certificate fails too.
 
+6. ``external_sessions`` — only when the run's CSMS admitted outside charge points and they
+   ran transactions: informational, always passing. Those charge points have no twin, so there
+   is nothing to hold their registers against: the line reports how many sessions they had, the
+   energy their registers counted (measured and reference alike), how many were invoiced or still
+   open and whose clock had to be clamped into the run. Checks 3 and 4 leave them out.
+
 Each per-item check passes when every item is within its tolerance and the sum is within the
-summed tolerance.
+summed tolerance. ``notes`` explains what the checks do not cover: an outside charge point is not
+part of the simulated site, so its energy is in neither the site meter nor the feeder balance.
 """
 
 from __future__ import annotations
@@ -163,9 +170,18 @@ def _items(
     )
 
 
+def _outside_ids(sessions: pd.DataFrame) -> set[str]:
+    """Session ids of outside charge points (no twin)."""
+    if "external" not in sessions or not len(sessions):
+        return set()
+    return set(sessions.loc[sessions["external"].astype(bool), "session_id"].astype(str))
+
+
 def _sessions(
     sessions: pd.DataFrame, invoices: Sequence[ChargingInvoice], source: str
 ) -> dict[str, Any]:
+    outside = _outside_ids(sessions)
+    invoices = [invoice for invoice in invoices if invoice.session_id not in outside]
     twin_wh = dict(zip(sessions["session_id"].astype(str), sessions["wh_twin"], strict=True))
     ids = [invoice.session_id for invoice in invoices]
     check = _items(
@@ -185,6 +201,10 @@ def _charger_energy(
     inputs: RunInputs, sessions: pd.DataFrame, invoices: Sequence[ChargingInvoice]
 ) -> dict[str, Any]:
     wh = inputs.step_s / 3600.0 * 1000.0
+    outside = _outside_ids(sessions)
+    if outside:
+        sessions = sessions[~sessions["session_id"].astype(str).isin(outside)]
+        invoices = [invoice for invoice in invoices if invoice.session_id not in outside]
     chargers = inputs.devices("charger")
     twin_wh = float(sum(float(p_kw.sum()) for p_kw in chargers.values()) * wh)
     in_sessions_wh = float(sessions["wh_twin"].sum()) if len(sessions) else 0.0
@@ -200,6 +220,34 @@ def _charger_energy(
         invoiced_wh=float(sum(invoice.wh_delivered for invoice in invoices)),
         open_sessions=len(still_open),
         open_sessions_wh=float(still_open["wh_metered"].sum()) if len(still_open) else 0.0,
+    )
+
+
+def _external(sessions: pd.DataFrame, invoices: Sequence[ChargingInvoice]) -> dict[str, Any] | None:
+    outside = _outside_ids(sessions)
+    if not outside:
+        return None
+    rows = sessions[sessions["session_id"].astype(str).isin(outside)]
+    metered_wh = float(rows["wh_metered"].sum())
+    invoiced = [invoice for invoice in invoices if invoice.session_id in outside]
+    still_open = rows[rows["is_open"].astype(bool)]
+    clamped = rows[rows["clock_clamped"].astype(bool)]
+    return _check(
+        "external_sessions",
+        "sessions of allow-listed outside charge points (no twin), from their own registers; "
+        "informational",
+        metered_wh,
+        metered_wh,
+        0.0,
+        informational=True,
+        charge_points=sorted(set(rows["charger_id"].astype(str))),
+        sessions=len(rows),
+        kwh=metered_wh / 1000.0,
+        invoiced=len(invoiced),
+        invoiced_wh=float(sum(invoice.wh_delivered for invoice in invoiced)),
+        open_sessions=len(still_open),
+        open_sessions_wh=float(still_open["wh_metered"].sum()),
+        clock_clamped=sorted(clamped["session_id"].astype(str)),
     )
 
 
@@ -238,8 +286,8 @@ def reconcile(
         certificates: The certificates issued from it.
 
     Returns:
-        ``{"passed": bool, "checks": [...]}``; ``passed`` is True when no check failed (checks
-        that could not be made do not count).
+        ``{"passed": bool, "checks": [...], "notes": [...]}``; ``passed`` is True when no check
+        failed (checks that could not be made do not count); ``notes`` are plain sentences.
     """
     checks = [_site_meter(inputs)]
     feeder = _feeder(inputs)
@@ -248,7 +296,18 @@ def reconcile(
     checks.append(_sessions(sessions, invoices, _SOURCES[inputs.transactions is not None]))
     checks.append(_charger_energy(inputs, sessions, invoices))
     checks.append(_certificates(pv_hourly, certificates))
+    external = _external(sessions, invoices)
+    notes = []
+    if external is not None:
+        checks.append(external)
+        checks[0]["note"] = "outside charge points are not part of the simulated site power"
+        notes.append(
+            f"outside charge points {external['charge_points']} are not part of the simulated "
+            "site power: their energy is in neither the site meter nor the feeder balance, and "
+            "they are left out of charging_sessions and charger_energy (see external_sessions)"
+        )
     return {
         "passed": all(check["passed"] is not False for check in checks),
         "checks": checks,
+        "notes": notes,
     }

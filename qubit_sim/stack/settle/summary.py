@@ -208,7 +208,8 @@ def _reconciliation_section(data: SummaryInputs) -> list[str]:
             ]
         )
     header = ["check", "measured Wh", "reference Wh", "difference Wh", "tolerance Wh", "verdict"]
-    return [f"## Reconciliation: {verdict}", "", *_table(header, rows), ""]
+    notes = [f"Note: {note}." for note in data.reconciliation.get("notes", ())]
+    return [f"## Reconciliation: {verdict}", "", *_table(header, rows), "", *notes]
 
 
 def render_summary(data: SummaryInputs) -> str:

@@ -11,12 +11,15 @@ from __future__ import annotations
 import ast
 import json
 import shutil
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import qubit_sim
 from qubit_sim.core.results import RunResult
@@ -24,6 +27,8 @@ from qubit_sim.protocols.ocpp_csms_state import TransactionRecord
 from qubit_sim.protocols.ocpp_meter import MeterSample
 from qubit_sim.scenario.loader import load_scenario_text
 from qubit_sim.stack.settle import SettlementError
+from qubit_sim.stack.settle.inputs import RunInputs, read_run_inputs
+from qubit_sim.stack.settle.metering import csms_sessions
 from qubit_sim.stack.settle.run import settle_results, verify_results
 from qubit_sim.stack.settle.transactions import (
     CSMS_TRANSACTIONS_FILE,
@@ -252,3 +257,145 @@ def test_the_site_facts_survive_the_manifest_round_trip() -> None:
     manifest["tariff"]["energy_rates"][0]["end"] = "25:00"
     with pytest.raises(SettlementError, match="tariff cannot be read.*25:00"):
         context_from_manifest(manifest)
+
+
+# ------------------------------------------------------------ outside charge points (no twin)
+OUTSIDE = "EXT-A"
+
+
+def _outside_row(
+    tx_id: str, start_s: int, stop_s: int, start_wh: float, stop_wh: float, running: bool = False
+) -> dict:
+    """A transaction row as the CSMS records it; ``stop_s`` is -1 while running."""
+    return {
+        "transaction_id": tx_id,
+        "charge_point": OUTSIDE,
+        "connector": 1,
+        "id_tag": "OUTSIDE",
+        "start_time": "",
+        "stop_time": "" if running else "x",
+        "start_s": start_s,
+        "stop_s": -1 if running else stop_s,
+        "meter_start_wh": start_wh,
+        "meter_stop_wh": float("nan") if running else stop_wh,
+        "energy_wh": stop_wh - start_wh,
+        "n_meter_values": 0,
+        "stop_reason": "" if running else "Local",
+        "offline_messages": 0,
+    }
+
+
+@pytest.fixture(scope="module")
+def storm_inputs(storm: RunResult) -> RunInputs:
+    return read_run_inputs(storm.out_dir)
+
+
+def _with_outside(storm: RunResult, folder: Path, rows: list[dict], allow: bool) -> Path:
+    """A copy of the storm run whose CSMS also served an outside charge point."""
+    copy = shutil.copytree(storm.out_dir, folder)
+    table = pd.read_parquet(copy / CSMS_TRANSACTIONS_FILE)
+    table = pd.concat([table, pd.DataFrame(rows)], ignore_index=True)
+    table.to_parquet(copy / CSMS_TRANSACTIONS_FILE, index=False)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["realtime"] = {"allowed_charge_points": [OUTSIDE] if allow else []}
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    return copy
+
+
+def test_an_unknown_charge_point_that_is_not_allow_listed_is_refused(
+    storm: RunResult, tmp_path: Path, key_dir: Path
+) -> None:
+    copy = _with_outside(storm, tmp_path / "run", [_outside_row("o1", 60, 600, 0, 10)], False)
+    with pytest.raises(SettlementError, match=r"\['EXT-A'\].*allow-list"):
+        settle_results(copy, key_dir=key_dir)
+
+
+def test_outside_sessions_are_billed_from_their_registers_with_their_clock_clamped(
+    storm: RunResult, tmp_path: Path, key_dir: Path
+) -> None:
+    end_s = HOURS * 3600
+    rows = [
+        # Its clock a year ahead of simulated time, then one behind the scenario start.
+        _outside_row("o-ahead", 365 * 86400, 365 * 86400 + 3600, 50_000.4, 62_345.9),
+        _outside_row("o-behind", -7200, 1800, 100.0, 2100.0),
+        _outside_row("o-inside", 3600, 5400, 0.0, 1234.0),
+        _outside_row("o-running", 7200, -1, 5000.0, 5600.0, running=True),
+        # Stopped, by a clock so far behind that its stop is before the scenario start.
+        _outside_row("o-stopped-early", -9000, -3600, 7.0, 9.0),
+    ]
+    copy = _with_outside(storm, tmp_path / "run", rows, True)
+    report = settle_results(copy, key_dir=key_dir)
+    assert report.reconciled and verify_results(copy).ok
+    outside = {i["session_id"]: i for i in invoices_of(copy) if i["charger_id"] == OUTSIDE}
+    # The running one is not billed.
+    assert set(outside) == {"o-ahead", "o-behind", "o-inside", "o-stopped-early"}
+    assert [outside[s]["wh_delivered"] for s in ("o-ahead", "o-behind", "o-inside")] == [
+        62_345 - 50_000, 2000, 1234,
+    ]  # fmt: skip
+    assert all(invoice["vehicle_id"] is None for invoice in outside.values())
+    run_start = read_run_inputs(copy).start
+    end = (run_start + timedelta(seconds=end_s)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    start = run_start.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert outside["o-ahead"]["started_at"] == outside["o-ahead"]["stopped_at"] == end
+    assert outside["o-behind"]["started_at"] == start
+    early = outside["o-stopped-early"]
+    assert early["started_at"] == early["stopped_at"] == start and early["wh_delivered"] == 2
+    # The twins' checks are the storm's own, to the Wh.
+    checks, before = checks_of(copy), checks_of(storm.out_dir)
+    for name in ("site_meter_vs_assets", "charging_sessions", "charger_energy"):
+        assert checks[name]["measured_wh"] == before[name]["measured_wh"]
+        assert (
+            checks[name]["items" if name == "charging_sessions" else "status"]
+            == before[name]["items" if name == "charging_sessions" else "status"]
+        )
+    line = checks["external_sessions"]
+    assert line["status"] == "pass" and line["sessions"] == 5 and line["open_sessions"] == 1
+    assert line["invoiced_wh"] == 62_345 - 50_000 + 2000 + 1234 + 2
+    assert line["open_sessions_wh"] == 600.0
+    assert line["clock_clamped"] == ["o-ahead", "o-behind", "o-stopped-early"]
+    carbon = json.loads((copy / "settlement" / "carbon.json").read_text())
+    inside = next(s for s in carbon["sessions"] if s["session_id"] == "o-inside")
+    assert inside["external"] is True and inside["energy_kwh"] == 1.234 and inside["co2_kg"] > 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    data=st.lists(
+        st.tuples(
+            st.integers(-(10**8), 10**8),
+            st.integers(-(10**8), 10**8),
+            st.integers(0, 10**7),
+            st.integers(0, 10**6),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_outside_sessions_lie_inside_the_run_and_keep_their_registers(
+    storm_inputs: RunInputs, data: list[tuple[int, int, int, int, bool]]
+) -> None:
+    rows = [
+        _outside_row(f"o{n}", start, stop, float(wh), float(wh + delivered), running)
+        for n, (start, stop, wh, delivered, running) in enumerate(data)
+    ]
+    assert storm_inputs.transactions is not None
+    table = pd.concat([storm_inputs.transactions, pd.DataFrame(rows)], ignore_index=True)
+    manifest = {**storm_inputs.manifest, "realtime": {"allowed_charge_points": [OUTSIDE]}}
+    inputs = replace(storm_inputs, transactions=table, manifest=manifest)
+    sessions = csms_sessions(inputs)
+    twins = csms_sessions(storm_inputs)
+    pd.testing.assert_frame_equal(sessions[~sessions["external"]], twins)
+    outside = sessions[sessions["external"]].reset_index(drop=True)
+    end_s = inputs.n_steps * inputs.step_s
+    done = outside[~outside["is_open"]]
+    assert ((outside["start_s"] >= 0) & (outside["start_s"] <= end_s)).all()
+    assert ((done["stop_s"] >= done["start_s"]) & (done["stop_s"] <= end_s)).all()
+    assert outside["is_open"].tolist() == [running for *_, running in data]
+    assert (outside["wh_metered"] == [delivered for *_, delivered, _ in data]).all()
+    assert (outside["wh_twin"] == 0).all() and outside["vehicle_id"].isna().all()
+    moved = [
+        not 0 <= start <= end_s or (not running and not start <= stop <= end_s)
+        for start, stop, _, _, running in data
+    ]
+    assert outside["clock_clamped"].tolist() == moved
