@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from qubit_sim.control.base import Controller, Observation, Setpoints, SiteInfo
+from qubit_sim.control.base import Controller, Observation, Oracle, Setpoints, SiteInfo
 from qubit_sim.control.stack_forecast import FORECASTS, ForecastSource, make_forecast
 from qubit_sim.control.stack_meter import PeakMeter
 from qubit_sim.control.stack_sessions import SessionRows
@@ -39,10 +39,43 @@ from qubit_sim.control.stack_setpoints import plan_setpoints, tracking_battery_k
 from qubit_sim.control.stack_site import StackSite, check_period
 from qubit_sim.core.clock import parse_duration
 from qubit_sim.errors import ControllerError
-from qubit_sim.stack.optimize import OptimizationError, Plan, SiteProblem, qubit_baseline_plan
+from qubit_sim.stack.optimize import (
+    IntraSlot,
+    OptimizationError,
+    Plan,
+    SiteProblem,
+    qubit_baseline_plan,
+)
 from qubit_sim.stack.optimize.plan import battery_energy_kwh
 
-__all__ = ["Mpc", "OfflineOptimal", "QubitGreedy"]
+__all__ = ["Mpc", "OfflineOptimal", "QubitGreedy", "intra_slot_steps"]
+
+
+def intra_slot_steps(site: StackSite, oracle: Oracle) -> IntraSlot:
+    """The simulation steps inside each slot of the run, from the oracle.
+
+    The deviation is the step's load minus PV less its slot mean: with every setpoint held over
+    the slot, that is how far the step's site power is from the slot's. A trailing partial slot is
+    filled with its last step (the simulation ends inside it, so its plan is approximate anyway).
+    """
+    steps, n_slots = site.steps_per_slot, site.n_slots
+    pv = np.asarray(oracle.pv_available_kw, dtype=float).reshape(site.n_steps, -1).sum(axis=1)
+    price = np.asarray(oracle.price_per_kwh, dtype=float)
+
+    def grid(per_step: np.ndarray) -> np.ndarray:
+        padded = np.pad(
+            np.asarray(per_step, dtype=float), (0, n_slots * steps - site.n_steps), "edge"
+        )
+        return padded.reshape(n_slots, steps)
+
+    net = grid(np.asarray(oracle.load_kw, dtype=float) - pv)
+    return IntraSlot(
+        deviation_kw=net - net.mean(axis=1, keepdims=True),
+        price_per_kwh=grid(price),
+        # Import and export share one meter: an export price above the import price is capped.
+        export_price_per_kwh=grid(np.minimum(oracle.export_price_per_kwh, price)),
+        carbon_g_per_kwh=grid(np.maximum(oracle.carbon_g_per_kwh, 0.0)),
+    )
 
 
 def _seconds(name: str, key: str, value: Any) -> int:
@@ -280,9 +313,16 @@ class OfflineOptimal(_StackController):
     applies the plan's slot containing ``obs.t_s``: its EV and PV setpoints, and the battery power
     that ends the slot on the plan's stored energy.
 
+    With ``step_pricing`` (default) the LP also knows every simulation step inside each slot
+    (:func:`intra_slot_steps`): setpoints held over a slot meet the step-by-step swings of load and
+    PV, so import and export are priced per step, as the KPI prices them, and the demand peak is
+    the slot's mean step import. Slot means alone misprice the slots where the site power changes
+    sign, and a rolling controller could then beat the "optimum".
+
     Args:
         slot_s: Slot length [s]; equals the control period.
         solver: cvxpy solver name (HiGHS); ``fallback_solver`` is tried when it fails.
+        step_pricing: Price import and export per simulation step (``False``: per slot mean).
     """
 
     name = "offline_optimal"
@@ -292,10 +332,17 @@ class OfflineOptimal(_StackController):
         slot_s: int | str = 900,
         solver: str = "HIGHS",
         fallback_solver: str | None = "CLARABEL",
+        step_pricing: bool = True,
     ) -> None:
         super().__init__(slot_s)
         self.solver = str(solver)
         self.fallback_solver = fallback_solver
+        if not isinstance(step_pricing, bool | np.bool_):
+            raise ControllerError(
+                f"controller 'offline_optimal': step_pricing = {step_pricing!r} must be true or "
+                "false"
+            )
+        self.step_pricing = bool(step_pricing)
 
     def reset(self, site: SiteInfo, rng: np.random.Generator) -> None:
         super().reset(site, rng)
@@ -307,6 +354,7 @@ class OfflineOptimal(_StackController):
         self.problem = replace(
             stack_site.problem(0, stack_site.series, self.rows),
             billing_period=stack_site.billing_label,
+            intra_slot=intra_slot_steps(stack_site, site.oracle) if self.step_pricing else None,
         )
         try:
             self.result = offline_optimal(

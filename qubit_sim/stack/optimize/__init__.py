@@ -36,6 +36,7 @@ from qubit_sim.stack.optimize.plan import (
 from qubit_sim.stack.optimize.problem import (
     BatteryParams,
     EvSessions,
+    IntraSlot,
     LinearGridConstraint,
     ObjectiveWeights,
     OptimizationError,
@@ -50,6 +51,7 @@ __all__ = [
     "BatteryParams",
     "EvSessions",
     "GreedyResult",
+    "IntraSlot",
     "LinearGridConstraint",
     "MpcOptimizer",
     "ObjectiveTerms",

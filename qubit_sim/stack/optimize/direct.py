@@ -5,7 +5,8 @@ The model is the one of :mod:`qubit_sim.stack.optimize.lp`, with the same coeffi
 problem at hand and passed to ``highspy``: EV variables exist only where a vehicle is present (the
 cvxpy MPC model carries every session x slot pair, because its structure is fixed), and there is no
 canonicalisation or parameter mapping per cycle. The cvxpy model stays the reference and the
-fallback; tests prove both reach the same optimum.
+fallback; tests prove both reach the same optimum. It also takes the steps inside the slots
+(:class:`~qubit_sim.stack.optimize.problem.IntraSlot`, the offline optimum's exact pricing).
 
 Cumulative delivered energy ``E`` is bounded only where the bound is not implied: ``E <= e_needed``
 on the last slot of each session. ``0 <= E`` and ``E <= e_needed`` on earlier slots follow from
@@ -137,15 +138,29 @@ def _assemble(
     if has_battery:
         ch, dis, eb = cols.add("ch", t), cols.add("dis", t), cols.add("eb", t)
     s_grid = cols.add("s_grid", n_grid * t).reshape(n_grid, t)
+    stepped = "step_dev" in coef
+    n_steps = int(np.shape(coef["step_dev"])[1]) if stepped else 0
+    step = {name: cols.add(name, t * n_steps) for name in ("u", "v", "s_u", "s_v")}
 
     lower = np.zeros(cols.size)
     upper = np.full(cols.size, _INF)
     cost = np.zeros(cols.size)
     lower[pv_used], upper[pv_used] = coef["pv_min"], coef["pv"]
     lower[peak] = coef["peak0"]
-    cost[imp], cost[exp] = coef["w_import"], -coef["w_export"]
-    cost[s_imp], cost[s_exp] = coef["w_slack"], coef["w_slack"]
     cost[peak] = coef["demand_charge"]
+    if stepped:
+        # imp is the slot's site power (free), exp and the slot slacks are unused: the steps carry
+        # import, export, their prices and limits.
+        lower[imp] = -_INF
+        upper[exp] = upper[s_imp] = upper[s_exp] = 0.0
+        upper[step["u"]], upper[step["v"]] = coef["import_max"], coef["export_max"]
+        w_import, w_export = np.ravel(coef["step_w_import"]), np.ravel(coef["step_w_export"])
+        cost[step["u"]], cost[step["v"]] = w_import, -w_export
+        cost[step["s_u"]] = w_import + coef["step_w_slack"]
+        cost[step["s_v"]] = coef["step_w_slack"] - w_export
+    else:
+        cost[imp], cost[exp] = coef["w_import"], -coef["w_export"]
+        cost[s_imp], cost[s_exp] = coef["w_slack"], coef["w_slack"]
 
     slots = np.arange(t)
     rows = _Rows()
@@ -195,9 +210,32 @@ def _assemble(
         *ev_terms,
         *battery_terms,
     )
-    rows.block(-_INF, coef["import_max"], t, (slots, imp, 1.0), (slots, s_imp, -1.0))
-    rows.block(-_INF, coef["export_max"], t, (slots, exp, 1.0), (slots, s_exp, -1.0))
-    rows.block(-_INF, 0.0, t, (slots, imp, 1.0), (slots, peak[period], -1.0))
+    if stepped:
+        # u + s_u - v - s_v - site[t] = dev at every step; mean step import <= the period's peak.
+        at = np.arange(t * n_steps)
+        slot_of_step = np.repeat(slots, n_steps)
+        rows.block(
+            np.ravel(coef["step_dev"]),
+            np.ravel(coef["step_dev"]),
+            t * n_steps,
+            (at, step["u"], 1.0),
+            (at, step["s_u"], 1.0),
+            (at, step["v"], -1.0),
+            (at, step["s_v"], -1.0),
+            (at, imp[slot_of_step], -1.0),
+        )
+        rows.block(
+            -_INF,
+            0.0,
+            t,
+            (slot_of_step, step["u"], 1.0 / n_steps),
+            (slot_of_step, step["s_u"], 1.0 / n_steps),
+            (slots, peak[period], -1.0),
+        )
+    else:
+        rows.block(-_INF, coef["import_max"], t, (slots, imp, 1.0), (slots, s_imp, -1.0))
+        rows.block(-_INF, coef["export_max"], t, (slots, exp, 1.0), (slots, s_exp, -1.0))
+        rows.block(-_INF, 0.0, t, (slots, imp, 1.0), (slots, peak[period], -1.0))
     if n_grid:
         sens = np.repeat(coef["g_sens"][:, 0], t)
         mt = np.arange(n_grid * t)

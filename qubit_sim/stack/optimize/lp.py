@@ -24,6 +24,15 @@ Variables and constraints (dt = slot length [h]):
 Objective (constants dropped): ``w_import . imp - w_export . exp + w_slack . (s_imp + s_exp)
 + demand_charge * sum(peak) + w_deg . (ch + dis) - terminal * eb[T-1] - unmet_w . E[last]
 + sum(s_g) . w_slack``.
+
+Steps inside the slots (a problem with :class:`~qubit_sim.stack.optimize.problem.IntraSlot`, arrays
+only: the offline optimum) replace the slot import and export: per step ``j`` of slot ``t``,
+``(u + s_u)[t, j] - (v + s_v)[t, j] = site[t] + step_dev[t, j]`` with ``0 <= u <= import_max``,
+``0 <= v <= export_max`` and penalised excesses ``s_u, s_v >= 0``; the peak bounds the slot's mean
+step import, ``mean_j (u + s_u)[t, j] <= peak[period(t)]``; the objective prices every step,
+``step_w_import . (u + s_u) - step_w_export . (v + s_v) + step_w_slack * sum(s_u + s_v)``. Where
+the site power keeps its sign over a slot this equals the slot-mean model; where it changes sign
+it is the exact cost of holding the setpoints constant over the slot.
 """
 
 from __future__ import annotations
@@ -192,6 +201,22 @@ def lp_coefficients(
         "demand_charge": w.demand_charge_per_kw,
         **_period_coefficients(problem, horizon, n_periods),
     }
+    intra = problem.intra_slot
+    if intra is not None:
+        if horizon != t_used:
+            raise OptimizationError(
+                f"intra-slot steps need a model of exactly {t_used} slots, not {horizon}"
+            )
+        step_dt = dt / intra.n_steps
+        coef.update(
+            step_dev=intra.deviation_kw,
+            step_w_import=(
+                w.cost_weight * intra.price_per_kwh + w.carbon_weight * intra.carbon_g_per_kwh
+            )
+            * step_dt,
+            step_w_export=w.cost_weight * intra.export_price_per_kwh * step_dt,
+            step_w_slack=w.limit_penalty_per_kwh * step_dt,
+        )
     if layout.n_entries:
         evs = problem.evs
         rows = layout.n_ev
@@ -306,27 +331,36 @@ def build_site_lp(
 ) -> SiteLp:
     """Build the LP over ``coef`` (Parameters or arrays, see :func:`coefficient_shapes`)."""
     t = layout.n_slots
-    imp = cp.Variable(t, nonneg=True, name="import_kw")
-    exp = cp.Variable(t, nonneg=True, name="export_kw")
-    s_imp = cp.Variable(t, nonneg=True, name="import_slack_kw")
-    s_exp = cp.Variable(t, nonneg=True, name="export_slack_kw")
+    stepped = "step_dev" in coef
     pv_used = cp.Variable(t, nonneg=True, name="pv_used_kw")
     peak = cp.Variable(np.shape(coef["peak0"]), name="peak_kw")
     site: cp.Expression = coef["load"] - pv_used
-    objective: cp.Expression = (
-        coef["w_import"] @ imp
-        - coef["w_export"] @ exp
-        + coef["w_slack"] @ (s_imp + s_exp)
-        + coef["demand_charge"] * cp.sum(peak)
-    )
-    constraints: list[cp.Constraint] = [
-        imp <= coef["import_max"] + s_imp,
-        exp <= coef["export_max"] + s_exp,
-        pv_used <= coef["pv"],
-        pv_used >= coef["pv_min"],
-        imp <= coef["period_of_slot"] @ peak,
-        peak >= coef["peak0"],
-    ]
+    if stepped:
+        objective: cp.Expression = coef["demand_charge"] * cp.sum(peak)
+        constraints: list[cp.Constraint] = [
+            pv_used <= coef["pv"],
+            pv_used >= coef["pv_min"],
+            peak >= coef["peak0"],
+        ]
+    else:
+        imp = cp.Variable(t, nonneg=True, name="import_kw")
+        exp = cp.Variable(t, nonneg=True, name="export_kw")
+        s_imp = cp.Variable(t, nonneg=True, name="import_slack_kw")
+        s_exp = cp.Variable(t, nonneg=True, name="export_slack_kw")
+        objective = (
+            coef["w_import"] @ imp
+            - coef["w_export"] @ exp
+            + coef["w_slack"] @ (s_imp + s_exp)
+            + coef["demand_charge"] * cp.sum(peak)
+        )
+        constraints = [
+            imp <= coef["import_max"] + s_imp,
+            exp <= coef["export_max"] + s_exp,
+            pv_used <= coef["pv"],
+            pv_used >= coef["pv_min"],
+            imp <= coef["period_of_slot"] @ peak,
+            peak >= coef["peak0"],
+        ]
     ev_power = None
     if layout.n_entries:
         diff, agg, select = layout.matrices()
@@ -360,11 +394,17 @@ def build_site_lp(
         site = site + charge - discharge
         objective = objective + coef["w_deg"] @ (charge + discharge)
         objective = objective - coef["terminal"] * energy[t - 1]
-    constraints.append(imp - exp == site)
+    if stepped:
+        net, step_terms, step_constraints = _step_terms(t, coef, site, peak)
+        objective = objective + step_terms
+        constraints += step_constraints
+    else:
+        constraints.append(imp - exp == site)
+        # imp - exp equals the site power and is parameter-free, which keeps sens @ site DPP.
+        net = imp - exp
     if n_grid:
         s_grid = cp.Variable((n_grid, t), nonneg=True, name="grid_slack")
-        # imp - exp equals the site power and is parameter-free, which keeps sens @ site DPP.
-        response = coef["g_sens"] @ cp.reshape(imp - exp, (1, t), order="C")
+        response = coef["g_sens"] @ cp.reshape(net, (1, t), order="C")
         constraints += [
             response <= coef["g_upper"] + s_grid,
             response >= coef["g_lower"] - s_grid,
@@ -372,6 +412,38 @@ def build_site_lp(
         objective = objective + cp.sum(s_grid @ coef["w_slack"])
     problem = cp.Problem(cp.Minimize(objective), constraints)
     return SiteLp(problem, layout, ev_power, pv_used, charge, discharge)
+
+
+def _step_terms(
+    t: int, coef: Mapping[str, Any], site: cp.Expression, peak: cp.Variable
+) -> tuple[cp.Expression, cp.Expression, list[cp.Constraint]]:
+    """Slot power, objective terms and constraints of the per-step import/export (arrays only)."""
+    n_steps = int(np.shape(coef["step_dev"])[1])
+    # Step k = t * n_steps + j belongs to slot t.
+    expand = sp.csr_matrix(
+        (np.ones(t * n_steps), (np.arange(t * n_steps), np.repeat(np.arange(t), n_steps))),
+        shape=(t * n_steps, t),
+    )
+    imp = cp.Variable(t * n_steps, nonneg=True, name="step_import_kw")
+    exp = cp.Variable(t * n_steps, nonneg=True, name="step_export_kw")
+    s_imp = cp.Variable(t * n_steps, nonneg=True, name="step_import_slack_kw")
+    s_exp = cp.Variable(t * n_steps, nonneg=True, name="step_export_slack_kw")
+    net = cp.Variable(t, name="site_kw")
+    step_import = imp + s_imp
+    step_export = exp + s_exp
+    objective = (
+        np.ravel(coef["step_w_import"]) @ step_import
+        - np.ravel(coef["step_w_export"]) @ step_export
+        + coef["step_w_slack"] * cp.sum(s_imp + s_exp)
+    )
+    constraints = [
+        net == site,
+        step_import - step_export == expand @ net + np.ravel(coef["step_dev"]),
+        imp <= coef["import_max"],
+        exp <= coef["export_max"],
+        (expand.T / n_steps) @ step_import <= coef["period_of_slot"] @ peak,
+    ]
+    return net, objective, constraints
 
 
 def extract_plan(lp: SiteLp, problem: SiteProblem) -> Plan:

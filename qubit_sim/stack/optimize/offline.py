@@ -3,7 +3,9 @@
 Same model and objective as :class:`~qubit_sim.stack.optimize.mpc.MpcOptimizer`, built fresh with
 constant coefficients and EV variables only where a vehicle is present, so a week at 15 min (672
 slots) with hundreds of sessions stays a sparse LP that solves in seconds. It is the lower bound
-that every controller comparison reports.
+that every controller comparison reports. Given the steps inside each slot
+(:class:`~qubit_sim.stack.optimize.problem.IntraSlot`), it prices import and export step by step,
+as the simulator's KPI does, so the bound holds on the KPI and not only on slot means.
 """
 
 from __future__ import annotations

@@ -135,17 +135,32 @@ def evaluate_plan(
     """Score ``plan`` with the problem's objective.
 
     Delivered EV energy above the need is not rewarded (it counts as zero unmet energy). Import and
-    export are the positive and negative parts of the site power.
+    export are the positive and negative parts of the site power, per step with
+    :class:`~qubit_sim.stack.optimize.problem.IntraSlot` (then the demand peak is the slot's mean
+    step import and the limits hold per step).
     """
     plan.check_shapes(problem)
     w = problem.weights
     dt = problem.dt_h
     site = site_power_kw(problem, plan)
-    imp = np.maximum(site, 0.0)
-    exp = np.maximum(-site, 0.0)
-    energy_cost = float(problem.price_per_kwh @ imp * dt)
-    export_revenue = float(problem.export_price_per_kwh @ exp * dt)
-    emissions_g = float(problem.carbon_g_per_kwh @ imp * dt)
+    intra = problem.intra_slot
+    if intra is None:
+        step_dt = dt
+        imp_steps = np.maximum(site, 0.0)
+        exp_steps = np.maximum(-site, 0.0)
+        energy_cost = float(problem.price_per_kwh @ imp_steps * dt)
+        export_revenue = float(problem.export_price_per_kwh @ exp_steps * dt)
+        emissions_g = float(problem.carbon_g_per_kwh @ imp_steps * dt)
+        imp = imp_steps
+    else:
+        steps = problem.step_power_kw(site)
+        step_dt = dt / intra.n_steps
+        imp_steps = np.maximum(steps, 0.0)
+        exp_steps = np.maximum(-steps, 0.0)
+        energy_cost = float(np.sum(intra.price_per_kwh * imp_steps) * step_dt)
+        export_revenue = float(np.sum(intra.export_price_per_kwh * exp_steps) * step_dt)
+        emissions_g = float(np.sum(intra.carbon_g_per_kwh * imp_steps) * step_dt)
+        imp = imp_steps.mean(axis=1)
     period_peaks = np.zeros(problem.n_periods)
     np.maximum.at(period_peaks, problem.period_index(), imp)
     increase = np.maximum(period_peaks - problem.peak_floor_kw(), 0.0)
@@ -159,8 +174,8 @@ def evaluate_plan(
         terminal = problem.terminal_value_per_kwh() * (e_end - problem.battery.e0_kwh)
     unmet = np.maximum(problem.evs.e_needed_kwh - ev_delivered_kwh(problem, plan), 0.0)
     unmet_penalty = float(w.unmet_penalty_per_kwh * (problem.evs.priority @ unmet))
-    import_excess = float(np.maximum(imp - problem.import_max_kw, 0.0).sum() * dt)
-    export_excess = float(np.maximum(exp - problem.export_max_kw, 0.0).sum() * dt)
+    import_excess = float(np.maximum(imp_steps - problem.import_max_kw, 0.0).sum() * step_dt)
+    export_excess = float(np.maximum(exp_steps - problem.export_max_kw, 0.0).sum() * step_dt)
     grid_violation = 0.0
     if grid is not None:
         grid.check_slots(problem.n_slots)
@@ -200,7 +215,8 @@ def schedule_frame(problem: SiteProblem, plan: Plan, include_battery: bool) -> p
     ``solar_generation_kw`` (available), ``pv_used_kw``, with a battery ``battery_charge_kw``,
     ``battery_discharge_kw``, ``battery_soc_kwh`` (end of slot), then ``net_load_kw`` (site power:
     background + EV grid side + battery charge - discharge - PV used), ``price_per_kwh`` and
-    ``slot_cost`` (import cost minus export revenue of the slot) [kW, kWh, currency].
+    ``slot_cost`` (import cost minus export revenue of the slot, summed over its steps with
+    intra-slot steps) [kW, kWh, currency].
     """
     columns: dict[str, np.ndarray] = {
         f"ev_{ev_id}_kw": plan.p_ev_kw[i] for i, ev_id in enumerate(problem.evs.ev_ids)
@@ -219,10 +235,18 @@ def schedule_frame(problem: SiteProblem, plan: Plan, include_battery: bool) -> p
     site = site_power_kw(problem, plan)
     columns["net_load_kw"] = site
     columns["price_per_kwh"] = problem.price_per_kwh
-    columns["slot_cost"] = (
-        problem.price_per_kwh * np.maximum(site, 0.0)
-        - problem.export_price_per_kwh * np.maximum(-site, 0.0)
-    ) * problem.dt_h
+    intra = problem.intra_slot
+    if intra is None:
+        columns["slot_cost"] = (
+            problem.price_per_kwh * np.maximum(site, 0.0)
+            - problem.export_price_per_kwh * np.maximum(-site, 0.0)
+        ) * problem.dt_h
+    else:
+        steps = problem.step_power_kw(site)
+        columns["slot_cost"] = (
+            intra.price_per_kwh * np.maximum(steps, 0.0)
+            - intra.export_price_per_kwh * np.maximum(-steps, 0.0)
+        ).sum(axis=1) * (problem.dt_h / intra.n_steps)
     return pd.DataFrame(columns, index=problem.times_utc.rename("time_utc"))
 
 

@@ -18,6 +18,13 @@ Physics every optimiser plans against (and the simulator applies):
 * Battery: stored energy ``+= p_ch * dt * eta_charge - p_dis * dt / eta_discharge``, kept in
   ``[soc_min, soc_max] * capacity`` (widened to include the initial energy when it starts outside).
 * Site power = ``load + sum(p_ev / eff) + p_ch - p_dis - pv_used``.
+
+With :class:`IntraSlot` steps (perfect foresight of each step inside a slot), the setpoints are
+still constant over a slot, and the site power at step ``j`` of slot ``t`` is the slot's power plus
+the known deviation ``d[t, j]`` of load minus PV from their slot means. Import and export are then
+priced step by step, the connection limits hold at every step, and the demand peak is the slot's
+mean *import* (the tariff's 15-min average of step imports), which is exact where the site power
+changes sign inside a slot.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from qubit_sim.units import SECONDS_PER_HOUR
 __all__ = [
     "BatteryParams",
     "EvSessions",
+    "IntraSlot",
     "LinearGridConstraint",
     "ObjectiveWeights",
     "OptimizationError",
@@ -253,6 +261,64 @@ class ObjectiveWeights:
 
 
 @dataclass(frozen=True)
+class IntraSlot:
+    """What is known about each of the ``S`` steps inside every slot, as ``(T, S)`` arrays.
+
+    Attributes:
+        deviation_kw: Site power at the step minus the slot's site power, for setpoints held
+            constant over the slot: (load - PV) at the step minus its slot mean [kW]. Each row
+            averages to zero.
+        price_per_kwh: Import price per step [currency/kWh].
+        export_price_per_kwh: Export remuneration per step [currency/kWh], not above the import
+            price of the step.
+        carbon_g_per_kwh: Grid carbon intensity per step [gCO2/kWh], >= 0.
+    """
+
+    deviation_kw: np.ndarray
+    price_per_kwh: np.ndarray
+    export_price_per_kwh: np.ndarray
+    carbon_g_per_kwh: np.ndarray
+
+    def __post_init__(self) -> None:
+        shape: tuple[int, ...] | None = None
+        for name in ("deviation_kw", "price_per_kwh", "export_price_per_kwh", "carbon_g_per_kwh"):
+            array = np.array(getattr(self, name), dtype=float, ndmin=2, copy=True)
+            if shape is None:
+                shape = array.shape
+            _require(array.ndim == 2, f"intra-slot {name} must be (slots, steps); got {shape}")
+            _require(
+                array.shape == shape,
+                f"intra-slot {name} has shape {array.shape}; deviation_kw has {shape}",
+            )
+            _require(bool(np.all(np.isfinite(array))), f"intra-slot {name} has non-finite values")
+            array.setflags(write=False)
+            object.__setattr__(self, name, array)
+        mean = np.abs(self.deviation_kw.mean(axis=1))
+        scale = 1e-9 * (1.0 + np.abs(self.deviation_kw).max(axis=1))
+        if np.any(mean > scale):
+            t = _first_bad(mean > scale)
+            raise OptimizationError(
+                f"intra-slot deviation_kw row {t} averages {mean[t]:.6g} kW; subtract the slot "
+                "mean so that each row averages to zero"
+            )
+        if np.any(self.carbon_g_per_kwh < 0):
+            raise OptimizationError("intra-slot carbon_g_per_kwh must be >= 0")
+        above = self.export_price_per_kwh > self.price_per_kwh
+        if np.any(above):
+            t, j = np.argwhere(above)[0]
+            raise OptimizationError(
+                f"intra-slot export_price_per_kwh[{t}, {j}] = {self.export_price_per_kwh[t, j]} "
+                f"exceeds price_per_kwh[{t}, {j}] = {self.price_per_kwh[t, j]}; cap it at the "
+                "import price"
+            )
+
+    @property
+    def n_steps(self) -> int:
+        """Steps per slot ``S``."""
+        return int(self.deviation_kw.shape[1])
+
+
+@dataclass(frozen=True)
 class SiteProblem:
     """One site over one horizon of ``T`` slots.
 
@@ -276,6 +342,7 @@ class SiteProblem:
         billing_period: Billing-period label per slot (non-decreasing integers, e.g. from
             :func:`qubit_sim.core.tariff.billing_periods`): each period has its own demand peak.
             ``None``: the whole horizon is one billing period.
+        intra_slot: Steps inside each slot (:class:`IntraSlot`); ``None``: slot means only.
     """
 
     slot_s: int
@@ -293,6 +360,7 @@ class SiteProblem:
     peak_so_far_kw: float = 0.0
     pv_curtailment_allowed: bool = True
     billing_period: np.ndarray | None = None
+    intra_slot: IntraSlot | None = None
 
     def __post_init__(self) -> None:
         _require(int(self.slot_s) > 0, f"slot_s = {self.slot_s} must be a positive integer")
@@ -339,6 +407,9 @@ class SiteProblem:
                     f"{labels[t - 1]}; labels must not decrease (each period is one run of slots)"
                 )
             object.__setattr__(self, "billing_period", labels)
+        if self.intra_slot is not None:
+            rows = self.intra_slot.deviation_kw.shape[0]
+            _require(rows == n, f"intra_slot covers {rows} slots; the problem has {n}")
 
     @property
     def n_slots(self) -> int:
@@ -349,6 +420,14 @@ class SiteProblem:
     def dt_h(self) -> float:
         """Slot length [h]."""
         return self.slot_s / SECONDS_PER_HOUR
+
+    def step_power_kw(self, site_kw: np.ndarray) -> np.ndarray:
+        """Site power per step ``(T, S)`` for slot powers ``site_kw`` ``(T,)`` [kW] (one step per
+        slot, ``(T, 1)``, without :class:`IntraSlot`)."""
+        site = np.asarray(site_kw, dtype=float)[:, None]
+        if self.intra_slot is None:
+            return site
+        return site + self.intra_slot.deviation_kw
 
     def effective_cost_per_kwh(self) -> np.ndarray:
         """``cost_weight * price + carbon_weight * carbon`` per slot [objective units/kWh]."""

@@ -42,6 +42,7 @@ def test_exported_members():
             "BatteryParams",
             "EvSessions",
             "GreedyResult",
+            "IntraSlot",
             "LinearGridConstraint",
             "MpcOptimizer",
             "ObjectiveTerms",
