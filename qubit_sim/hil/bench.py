@@ -211,6 +211,12 @@ class Bench(_Model):
     watchdog_s: float = Field(default=5.0, gt=0, description="longest wall gap between steps [s]")
     lag_threshold_s: float = Field(default=2.0, gt=0, description="stop when behind more [s]")
     identify_timeout_s: float = Field(default=30.0, gt=0, description="wait for devices [s]")
+    takeover_timeout_s: float = Field(
+        default=15.0, gt=0, description="wait for each device to obey its safe state [s]"
+    )
+    takeover_tolerance_kw: float = Field(
+        default=0.2, ge=0, description="meter margin beyond the limits at takeover [kW]"
+    )
     csms_host: str = "127.0.0.1"
     csms_port: int = Field(default=9000, ge=0, le=65535, description="0 picks a free port")
     devices: list[DeviceSpec] = Field(min_length=1)

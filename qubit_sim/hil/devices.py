@@ -350,6 +350,34 @@ class OcppCharger:
                 self._device_time = (stamp, now)
         return DeviceReading(reading.p_kw, reading.ev_soc, now, {"status": reading.status})
 
+    async def fresh_reading(self, timeout_s: float) -> DeviceReading | None:
+        """Ask for a meter value now (TriggerMessage ``MeterValues``) and read it once it has
+        arrived; ``None`` when none arrived within ``timeout_s`` [s, wall clock] (a charge point
+        that refuses the trigger can still send a periodic one in that time).
+
+        Its ``p_kw`` is the power metered in that sample whatever the connector's status: a
+        charge point still reporting ``Preparing`` may already draw power.
+        """
+        before = self._last_sample()
+        result = await self.csms.trigger_message(
+            self.ocpp.identity, "MeterValues", self.ocpp.connector
+        )
+        deadline = time.monotonic() + timeout_s
+        while (sample := self._last_sample()) is before:
+            if time.monotonic() >= deadline:
+                return None
+            await asyncio.sleep(0.02 if result.accepted else 0.1)
+        reading = await self.read()
+        metered_w = getattr(sample, "power_w", None)
+        if metered_w is None:
+            return reading
+        return DeviceReading(metered_w / 1000.0, reading.soc, reading.wall_s, reading.detail)
+
+    def _last_sample(self) -> object:
+        record = self.csms.state.charge_points.get(self.ocpp.identity)
+        connector = None if record is None else record.connectors.get(self.ocpp.connector)
+        return None if connector is None else connector.last_sample
+
     def device_now(self) -> datetime:
         """The charge point's clock, estimated from its latest meter value (wall UTC before)."""
         if self._device_time is None:

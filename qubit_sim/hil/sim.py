@@ -9,11 +9,15 @@ factor, lag policy, the stack's CSMS listening) that, once its sockets are up:
 2. puts a :class:`~qubit_sim.hil.bridge.DeviceBridge` (envelope + expiring writes) in place of
    the replaced twin's link — the stack writes through the same link slot, so it cannot tell —
    or, in shadow mode, a :class:`~qubit_sim.hil.bridge.TeeLink` feeding twin and device alike;
-3. on every step reads the devices; in replace mode the measured power (and a battery's SOC)
-   overwrite the twin's physics after it ran, so the site meter, the power flow and the recorded
-   time series use the device (a zero-order hold over the step). The energy balance accounts for
-   the substitution;
-4. runs a background task that re-reads the devices and renews every setpoint's expiry, and a
+3. takes each device over: writes its safe state and waits (``takeover_timeout_s``) until a fresh
+   reading — a triggered OCPP meter value, a Modbus read-back — lies within its envelope, so the
+   run never measures what the device did on its own; one that does not comply stops the run,
+   left in its safe state;
+4. on every step reads the devices; in replace mode the measured power (and a battery's SOC)
+   overwrite the twin's physics after it ran (:meth:`_after_physics`), so the site meter, the
+   power flow and the recorded time series use the device (a zero-order hold over the step). The
+   energy balance accounts for the substitution;
+5. runs a background task that re-reads the devices and renews every setpoint's expiry, and a
    :class:`~qubit_sim.hil.watchdog.Watchdog` fed at every step.
 
 Whatever ends the run — its end, an error, a lag beyond the bench's threshold, Ctrl-C — every
@@ -32,8 +36,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from qubit_sim.errors import ConfigIssue, ProtocolError, SimulationError
 from qubit_sim.hil.bench import Bench, BenchError, DeviceSpec
 from qubit_sim.hil.bridge import CommandRecord, DeviceBridge, TeeLink
@@ -48,6 +50,7 @@ __all__ = ["HilSimulation", "IdentityCheck"]
 
 LOGGER = logging.getLogger("qubit_sim.hil")
 _SAFE_TIMEOUT_S = 5.0
+_TAKEOVER_POLL_S = 0.1
 
 
 class IdentityCheck:
@@ -108,6 +111,8 @@ class HilSimulation(RealtimeSimulation):
         identities: One :class:`IdentityCheck` per device.
         watchdog: The :class:`Watchdog`.
         shadows: Shadow recorders by device id (shadow-mode devices only).
+        takeovers: By device id, the reading that showed it in its safe state before the clock
+            started (``p_kw`` [kW]) and how long that took (``wait_s`` [s]).
     """
 
     def __init__(
@@ -143,6 +148,7 @@ class HilSimulation(RealtimeSimulation):
         self.bridges: list[DeviceBridge] = []
         self.identities: list[IdentityCheck] = []
         self.shadows: dict[str, ShadowRecorder] = {}
+        self.takeovers: dict[str, dict[str, float]] = {}
         self.watchdog = Watchdog(bench.watchdog_s, self._on_watchdog)
         self._charger_index = {cid: i for i, cid in enumerate(self.fleet.ids)}
         self._battery_index = {bid: j for j, bid in enumerate(self.bank.ids)}
@@ -151,7 +157,6 @@ class HilSimulation(RealtimeSimulation):
         self._substituted_kwh = 0.0
         self._io_task: asyncio.Task[None] | None = None
         self._first_readings: dict[str, DeviceReading] = {}
-        self._substitute_physics()
 
     def _check_assets(self, site: SiteModel) -> None:
         known = {"charger": set(site.fleet.ids), "battery": set(site.batteries.ids)}
@@ -170,46 +175,38 @@ class HilSimulation(RealtimeSimulation):
             raise BenchError(issues, self.bench.name)
 
     # ------------------------------------------------------------- measured power in the physics
-    def _substitute_physics(self) -> None:
-        bank, fleet = self.bank, self.fleet
-        bank_step, fleet_step = bank.step, fleet.step
+    def _after_physics(self, k: int) -> None:
+        """Replace-mode devices: their latest reading overwrites the twin's power (and a battery's
+        SOC) for step ``k``, before the meter, the time series and the power flow see it."""
+        if not self._replaced:
+            return
         hours = self.dt / 3600.0
-
-        def battery_step(p_set_kw: np.ndarray, dt_s: float) -> np.ndarray:
-            out = bank_step(p_set_kw, dt_s)
-            measured = [(j, b.reading) for kind, j, b in self._replaced if kind == "battery"]
-            if measured:
-                p_kw, soc = bank.p_kw.copy(), bank.soc.copy()
-                for j, reading in measured:
-                    if reading is None:
-                        continue
-                    self._substituted_kwh += (reading.p_kw - p_kw[j]) * hours
-                    p_kw[j] = reading.p_kw
-                    if reading.soc is not None:
-                        soc[j] = reading.soc
-                stored_kwh = bank.stored_kwh()
-                bank.p_kw, bank.soc = p_kw, soc
-                bank.p_total_kw = float(p_kw.sum())
-                # A SOC taken from the device is no energy through the meter: the balance must
-                # not count the jump.
-                self._substituted_kwh -= bank.stored_kwh() - stored_kwh
-            return out
-
-        def charger_step(limit_kw: np.ndarray, dt_s: float) -> np.ndarray:
-            out = fleet_step(limit_kw, dt_s)
-            measured = [(i, b.reading) for kind, i, b in self._replaced if kind == "charger"]
-            if measured:
-                p_kw = fleet.p_grid_kw.copy()
-                for i, reading in measured:
-                    if reading is not None:
-                        self._substituted_kwh += (reading.p_kw - p_kw[i]) * hours
-                        p_kw[i] = reading.p_kw
-                fleet.p_grid_kw = p_kw
-                fleet.p_grid_total_kw = float(p_kw.sum())
-            return out
-
-        bank.step = battery_step  # type: ignore[method-assign]
-        fleet.step = charger_step  # type: ignore[method-assign]
+        fleet, bank = self.fleet, self.bank
+        chargers = [(i, b.reading) for kind, i, b in self._replaced if kind == "charger"]
+        batteries = [(j, b.reading) for kind, j, b in self._replaced if kind == "battery"]
+        if chargers:
+            p_kw = fleet.p_grid_kw.copy()
+            for i, reading in chargers:
+                if reading is not None:
+                    self._substituted_kwh += (reading.p_kw - p_kw[i]) * hours
+                    p_kw[i] = reading.p_kw
+            fleet.p_grid_kw = p_kw
+            fleet.p_grid_total_kw = float(p_kw.sum())
+        if batteries:
+            p_kw, soc = bank.p_kw.copy(), bank.soc.copy()
+            for j, reading in batteries:
+                if reading is None:
+                    continue
+                self._substituted_kwh += (reading.p_kw - p_kw[j]) * hours
+                p_kw[j] = reading.p_kw
+                if reading.soc is not None:
+                    soc[j] = reading.soc
+            stored_kwh = bank.stored_kwh()
+            bank.p_kw, bank.soc = p_kw, soc
+            bank.p_total_kw = float(p_kw.sum())
+            # A SOC taken from the device is no energy through the meter: the balance must not
+            # count the jump.
+            self._substituted_kwh -= bank.stored_kwh() - stored_kwh
 
     def energy_balance(self) -> dict[str, float]:
         """As for a simulation, with the measured-minus-twin energy of replaced devices added."""
@@ -258,10 +255,54 @@ class HilSimulation(RealtimeSimulation):
             bridge.reading = self._first_readings[spec.id]
             self.bridges.append(bridge)
             self.endpoint_table.append(Endpoint("hil", spec.id, device.name, spec.mode))
-            if isinstance(device, OcppCharger) and not self.dry_run:
-                await device.install_safe_default()
             self._attach(spec, bridge)
+        if not self.dry_run:
+            # A failure raises; closing the simulation then writes every safe state again.
+            await asyncio.gather(*(self._take_over(b) for b in self.bridges))
         self.watchdog.start()
+
+    async def _take_over(self, bridge: DeviceBridge) -> None:
+        """Safe state, then wait until a fresh reading lies within the envelope: the device's
+        meter lags its commands, so without this the first steps may still measure what the
+        device did on its own before the bench took it over.
+
+        Raises:
+            ProtocolError: after ``takeover_timeout_s``, naming the device and its reading.
+        """
+        spec, device = bridge.spec, bridge.device
+        low, high = -spec.limits.max_discharge_kw, spec.limits.max_charge_kw
+        margin = self.bench.takeover_tolerance_kw
+        timeout_s = self.bench.takeover_timeout_s
+        start = time.monotonic()
+        deadline = start + timeout_s
+        reading: DeviceReading | None = None
+        if isinstance(device, OcppCharger):
+            await device.install_safe_default()
+        while True:
+            if isinstance(device, OcppCharger):
+                fresh = await device.fresh_reading(max(0.05, deadline - time.monotonic()))
+                reading = fresh if fresh is not None else reading
+            else:
+                # Re-written every round: it renews the revert timer while the device ramps.
+                await device.write_power(spec.safe_state.p_kw)
+                reading = await device.read()
+            if reading is not None and low - margin <= reading.p_kw <= high + margin:
+                break
+            if time.monotonic() >= deadline:
+                seen = "no fresh reading" if reading is None else f"it reads {reading.p_kw:g} kW"
+                raise ProtocolError(
+                    f"{device.name} did not take its safe state ({spec.safe_state.p_kw:g} kW) "
+                    f"within takeover_timeout_s = {timeout_s:g} s: {seen}, its envelope allows "
+                    f"[{low:g}, {high:g}] kW (+/- takeover_tolerance_kw = {margin:g}). It is "
+                    "left in its safe state; check that it obeys remote control, or raise "
+                    "takeover_timeout_s in the bench"
+                )
+            await asyncio.sleep(_TAKEOVER_POLL_S)
+        bridge.reading = reading
+        self.takeovers[spec.id] = {
+            "p_kw": reading.p_kw,
+            "wait_s": round(time.monotonic() - start, 3),
+        }
 
     def _attach(self, spec: DeviceSpec, bridge: DeviceBridge) -> None:
         # The bridge takes the twin's link slot: the stack writes through it as before.
@@ -412,6 +453,7 @@ class HilSimulation(RealtimeSimulation):
         identities = {c.device_id: c.to_dict() for c in self.identities}
         for entry in devices:
             entry["identity"] = identities.get(entry["id"])
+            entry["takeover"] = self.takeovers.get(entry["id"])
         section = {
             "bench": self.bench.name,
             "dry_run": self.dry_run,

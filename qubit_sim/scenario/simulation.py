@@ -407,7 +407,7 @@ class Simulation:
                 )
         # A sum is NaN whenever a term is; only then is the element-wise test worth its cost.
         battery_kw = setpoints.battery_kw
-        total = battery_kw.sum() if type(battery_kw) is np.ndarray else np.sum(battery_kw)
+        total = np.add.reduce(battery_kw) if type(battery_kw) is np.ndarray else np.sum(battery_kw)
         if total != total and np.isnan(battery_kw).any():
             raise ControllerError(f"controller {self.controller.name!r} returned NaN battery_kw")
 
@@ -421,9 +421,10 @@ class Simulation:
         bank = self.bank
 
         fleet.step(sp.charger_kw, dt)
-        ev_total = fleet.p_grid_total_kw
         if bank.n:
             bank.step(sp.battery_kw, dt)
+        self._after_physics(k)
+        ev_total = fleet.p_grid_total_kw
         battery_total = bank.p_total_kw
         available = site.pv_available_kw[k]
         if self._curtailing:
@@ -447,7 +448,7 @@ class Simulation:
         row[6] = ev_total
         row[7] = fleet.n_connected
         row[8] = battery_total
-        row[9] = bank.soc.sum() / bank.n if bank.n else np.nan
+        row[9] = np.add.reduce(bank.soc) / bank.n if bank.n else np.nan
         row[10] = site.price_per_kwh[k]
         row[11] = site.export_price_per_kwh[k]
         row[12] = site.carbon_g_per_kwh[k]
@@ -472,6 +473,11 @@ class Simulation:
         if self._power_flow_on:
             self._power_flow(k, fleet.p_grid_kw, bank.p_kw, pv_p, load_p, row, col)
         self.recorder.commit()
+
+    def _after_physics(self, k: int) -> None:
+        """Between the device physics of step ``k`` and all that reads it (meter, time series,
+        power flow); a subclass may overwrite the fleet's ``p_grid_kw`` or the bank's
+        ``p_kw``/``soc`` and their totals here (``mode: hil`` puts measured power in)."""
 
     def _pf_setup(self) -> None:
         """Everything :meth:`_power_flow` can decide once instead of every step."""

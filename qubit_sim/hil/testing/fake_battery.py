@@ -8,7 +8,9 @@ It prints ``listening on <host>:<port>`` once it serves. The battery lives on th
 its power follows the setpoint at ``--ramp-kw-per-s``, its SOC integrates the power, and a
 setpoint lapses to 0 kW when its revert timeout (written before it) runs out without a new
 setpoint — so it reverts by itself when whoever commands it dies. Every write it receives and
-every revert is appended to the ``--log`` file as one JSON line.
+every revert is appended to the ``--log`` file as one JSON line. ``--initial-kw`` starts it
+running at that power on its own (no revert timer), as a device its local controller drives;
+``--stuck-kw`` makes it ignore every setpoint and hold that power (a device that will not obey).
 
 Register map (holding registers, big-endian words; sign: generator, + = discharging):
 
@@ -67,6 +69,8 @@ class FakeBattery:
         max_kw: Rating in both directions [kW]; setpoints beyond it are refused (exception 3).
         identity: Manufacturer, model, serial.
         log: JSON-lines file of writes and reverts (``None``: no log).
+        initial_kw: Power and setpoint at start, held without a revert timer [kW, load].
+        stuck_kw: Power it holds whatever it is told [kW, load] (``None``: it obeys).
     """
 
     def __init__(
@@ -78,13 +82,16 @@ class FakeBattery:
         max_kw: float = 10.0,
         identity: tuple[str, str, str] = ("Acme Storage", "AB-10", "SN-0001"),
         log: Path | None = None,
+        initial_kw: float = 0.0,
+        stuck_kw: float | None = None,
     ) -> None:
         self.capacity_kwh = capacity_kwh
         self.soc = soc
         self.ramp_kw_per_s = ramp_kw_per_s
         self.max_kw = max_kw
-        self.p_kw = 0.0  # load convention
-        self.setpoint_kw = 0.0
+        self.p_kw = initial_kw  # load convention
+        self.setpoint_kw = initial_kw
+        self.stuck_kw = stuck_kw
         self.revert_s = 0
         self.deadline: float | None = None
         self.log = log
@@ -108,7 +115,7 @@ class FakeBattery:
             self.deadline = None
             self.setpoint_kw = 0.0
             self._note(event="revert", setpoint_kw=0.0)
-        target = self.setpoint_kw
+        target = self.setpoint_kw if self.stuck_kw is None else self.stuck_kw
         if (target < 0 and self.soc <= 0.0) or (target > 0 and self.soc >= 1.0):
             target = 0.0
         step = self.ramp_kw_per_s * dt
@@ -165,6 +172,8 @@ async def _serve(args: argparse.Namespace) -> None:
         max_kw=args.max_kw,
         identity=(args.manufacturer, args.model, args.serial),
         log=args.log,
+        initial_kw=args.initial_kw,
+        stuck_kw=args.stuck_kw,
     )
     server = ModbusRegisterServer(
         base=0,
@@ -197,6 +206,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="AB-10")
     parser.add_argument("--serial", default="SN-0001")
     parser.add_argument("--log", type=Path, default=None)
+    parser.add_argument("--initial-kw", type=float, default=0.0)
+    parser.add_argument("--stuck-kw", type=float, default=None)
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(args))
