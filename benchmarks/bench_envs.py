@@ -10,8 +10,25 @@ Prints, for ``SiteDispatch`` and ``ChargerFleet``:
 against baselines measured in the same run: the bare simulator stepped control period by control
 period with ``Engine.run_until`` under a controller returning fixed setpoints, and under one
 returning new random setpoints every period (what any environment on the one engine pays before
-its observation, projection and reward). Also the import cost that decided where the gymnasium
-ids are registered.
+its observation, projection and reward). Also the cost of delivering new setpoints to all 25
+chargers and the battery, vectorised (``SetpointRouter.apply_direct``) against one in-process
+link call per device, and the import cost that decided where the gymnasium ids are registered.
+
+Figures (``--seconds 2 --clock cpu``, 2 cores shared with other work, no power flow), before and
+after the vectorised setpoint path, the one-site observation and projection paths:
+
+=============================================  ===========  ===========
+                                               before       after
+=============================================  ===========  ===========
+bare simulator, fixed setpoints [us/period]    47           41
+bare simulator, changing setpoints [us/period] 122          57
+setpoint delivery, all changing [us]           61 (links)   9.2
+SiteDispatchEnv [steps/s]                      8,295        13,723
+ChargerFleetEnv [steps/s]                      8,076        13,208
+=============================================  ===========  ===========
+
+The target of 30,000 steps/s (33 us/step) is below the bare simulator's own 41 us per period
+with fixed setpoints (engine, fleet physics, recording): it needs a faster simulator core.
 
 Run: ``.venv/bin/python benchmarks/bench_envs.py [--seconds 3] [--clock wall|cpu]``
 """
@@ -129,6 +146,31 @@ def batch_steps_per_s(env: Any, seconds: float) -> float:
     return steps / (clock() - start)
 
 
+def delivery_us(horizon: Horizon, calls: int = 20_000) -> tuple[float, float]:
+    """(vectorised, per-device) cost of delivering new limits to every charger and the battery
+    [us per control instant]: ``SetpointRouter.apply_direct`` against the same changes sent
+    through one in-process link per device (the path of protocol links and fault injection)."""
+    rng = np.random.default_rng(0)
+    costs = []
+    for vectorised in (True, False):
+        sim = Simulation(horizon.site_for(0, FixedSetpoints()))
+        router = sim.router
+        rated = sim.fleet.rated_kw
+        charger = [rated * rng.uniform(0.0, 1.0, len(rated)) for _ in range(64)]
+        battery = [rng.uniform(-50.0, 50.0, sim.bank.n) for _ in range(64)]
+        pv = np.full(len(sim.site.pv_ids), np.nan)
+        start = clock()
+        for i in range(calls):
+            if vectorised:
+                router.apply_direct(charger[i % 64], battery[i % 64], pv)
+            else:
+                changes = router.changes(charger[i % 64], battery[i % 64], pv)
+                if changes is not None:
+                    router.deliver(changes)
+        costs.append((clock() - start) / calls * 1e6)
+    return costs[0], costs[1]
+
+
 def import_ms(module: str) -> float:
     """Best-of-5 time of ``import module`` in a fresh interpreter [ms]."""
     code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
@@ -169,6 +211,13 @@ def main() -> None:
             f"\n== {label}: horizon of {horizon.n_steps} steps built once in "
             f"{time.perf_counter() - t0:.1f} s"
         )
+        if not power_flow:
+            vectorised, per_device = delivery_us(horizon)
+            print(
+                f"  setpoint delivery, every charger and the battery changing: vectorised "
+                f"{vectorised:.1f} us vs per-device links {per_device:.1f} us "
+                f"(x{per_device / vectorised:.1f})"
+            )
         base = simulator_steps_per_s(horizon, seconds, FixedSetpoints)
         changing = simulator_steps_per_s(horizon, seconds, ChangingSetpoints)
         print(

@@ -194,20 +194,44 @@ class ActionController(Controller):
             )
             battery_req, battery_applied = float(requested[0]), float(applied[0])
             sp.battery_kw = per_battery[0]
-        connected = obs.charger_connected[None, :]
-        ev_max = obs.charger_ev_max_kw[None, :]
+        connected = obs.charger_connected
+        ev_max = obs.charger_ev_max_kw
         if self.kind == "site_dispatch":
-            ev_req, ev_applied, limit = ev_level_projection(
-                action[1:2], connected, ev_max, self._rated
-            )
-            self.requested = {"battery_kw": battery_req, "ev_kw": float(ev_req[0])}
-            self.applied = {"battery_kw": battery_applied, "ev_kw": float(ev_applied[0])}
+            level = float(action[1])
+            if level == level:
+                ev_req_kw, ev_applied_kw, limit = self._one_ev_level(level, connected, ev_max)
+            else:
+                ev_req, ev_applied, limits = ev_level_projection(
+                    action[1:2], connected[None, :], ev_max[None, :], self._rated
+                )
+                ev_req_kw, ev_applied_kw, limit = float(ev_req[0]), float(ev_applied[0]), limits[0]
+            self.requested = {"battery_kw": battery_req, "ev_kw": ev_req_kw}
+            self.applied = {"battery_kw": battery_applied, "ev_kw": ev_applied_kw}
         else:
-            ev_req, limit = charger_projection(action[None, 1:], ev_max, self._rated)
-            self.requested = {"battery_kw": battery_req, "charger_kw": ev_req[0]}
-            self.applied = {"battery_kw": battery_applied, "charger_kw": limit[0]}
-        sp.charger_kw = limit[0]
+            # charger_projection is element-wise: one site needs no site axis.
+            ev_req_per_charger, limit = charger_projection(action[1:], ev_max, self._rated)
+            self.requested = {"battery_kw": battery_req, "charger_kw": ev_req_per_charger}
+            self.applied = {"battery_kw": battery_applied, "charger_kw": limit}
+        sp.charger_kw = limit
         return sp
+
+    def _one_ev_level(
+        self, action: float, connected: np.ndarray, ev_max_kw: np.ndarray
+    ) -> tuple[float, float, np.ndarray]:
+        """:func:`ev_level_projection` of one site and a non-NaN action, bit for bit.
+
+        The per-site scalars are floats (the same IEEE operations; ``a if a > b else b`` is
+        numpy's maximum of non-NaN values); the reductions run over the same contiguous values.
+        """
+        total = np.add.reduce
+        a = action if action > -1.0 else -1.0
+        a = a if a < 1.0 else 1.0
+        requested = (a + 1.0) * 0.5 * float(total(connected * self._rated))
+        available = float(total(ev_max_kw))
+        ratio = requested / (available if available > 1e-12 else 1e-12)
+        ratio = ratio if ratio < 1.0 else 1.0
+        limit = ev_max_kw * ratio
+        return requested, float(total(limit)), limit
 
     def _one_battery(self, action: float, p_min_kw: float, p_max_kw: float) -> tuple[float, float]:
         """:func:`battery_projection` of one site with one battery, on floats (the common case).

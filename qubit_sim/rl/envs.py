@@ -88,7 +88,6 @@ class SiteEnv(gym.Env[np.ndarray, np.ndarray]):
         )
         self.layout = ObservationLayout(horizon, per_charger=self.kind == "charger_fleet")
         self._raw = np.empty((1, self.layout.size))
-        self._scalars = np.empty((4, 1))  # t_s, site_prev_kw, peak_kw, voltage_pu
         low, high = self.layout.bounds()
         self.observation_space = spaces.Box(low, high, dtype=np.float32)
         n = action_size(self.kind, horizon.site.fleet.n)
@@ -296,28 +295,23 @@ class SiteEnv(gym.Env[np.ndarray, np.ndarray]):
         layout = self.layout
         sim = self.sim
         fleet = sim.fleet
-        # finish() returns a new array, so the row buffer and the per-site scalars are reused.
+        # finish() returns a new array, so the row buffer is reused.
         raw = self._raw
-        raw[0, : layout.n_exo] = self.horizon.exo_rows(self._first + self._k)
-        scalars = self._scalars
-        scalars[:, 0] = (
-            self._k * self.horizon.dt,
+        row = raw[0]
+        n_exo = layout.n_exo
+        row[:n_exo] = self.horizon.exo_rows(self._first + self._k)
+        layout.fill_state_one(
+            row[n_exo:],
+            self._k,
+            float(self._k * self.horizon.dt),
+            sim.bank.soc,
+            fleet.connected,
+            fleet.e_needed_kwh,
+            fleet.departure_s,
+            sim.ev_max_kw(self._k),
             self._site_prev_kw,
             self._demand.peak_kw,
             self._voltage,
-        )
-        layout.fill_state(
-            raw[:, layout.n_exo :],
-            self._k,
-            scalars[0],
-            sim.bank.soc[None, :],
-            fleet.connected[None, :],
-            fleet.e_needed_kwh[None, :],
-            fleet.departure_s[None, :],
-            sim.ev_max_kw(self._k)[None, :],
-            scalars[1],
-            scalars[2],
-            scalars[3],
         )
         return layout.finish(raw)[0]
 

@@ -155,6 +155,70 @@ class ObservationLayout:
             out[:, base + 2 * n : base + 3 * n] = hours_left / 24.0
             out[:, base + 3 * n : base + 4 * n] = ev_max_kw / self._rated_safe
 
+    def fill_state_one(
+        self,
+        out: np.ndarray,
+        k: int,
+        t_s: float,
+        battery_soc: np.ndarray,
+        connected: np.ndarray,
+        e_needed_kwh: np.ndarray,
+        departure_s: np.ndarray,
+        ev_max_kw: np.ndarray,
+        site_prev_kw: float,
+        peak_kw: float,
+        voltage_pu: float,
+    ) -> None:
+        """:meth:`fill_state` of one site, bit for bit, without the site axis.
+
+        Args:
+            out: ``(size - n_exo,)`` slice of the observation row.
+            k: Episode step.
+            t_s: Time since the episode start [s].
+            battery_soc: ``(B,)`` [-].
+            connected / e_needed_kwh / departure_s / ev_max_kw: Charger arrays ``(C,)``
+                (``connected`` bool).
+            site_prev_kw: Mean site power over the last control period [kW].
+            peak_kw: Billing-period peak so far [kW].
+            voltage_pu: Site-bus voltage of the last power flow [p.u.]; 1.0 without one.
+        """
+        # The reductions run over the same contiguous values as fill_state's rows, so numpy
+        # sums them in the same order; scalars follow the same IEEE operations.
+        total = np.add.reduce
+        inv_scale = 1.0 / self.power_scale_kw
+        capacity = self.capacity_kwh
+        if self._capacity_total > 0 and len(capacity) == 1:
+            # The sum of one product is that product.
+            soc = float(battery_soc[0]) * float(capacity[0]) / self._capacity_total
+        elif self._capacity_total > 0:
+            soc = total(battery_soc * capacity) / self._capacity_total
+        else:
+            soc = 0.0
+        n_connected = np.count_nonzero(connected)
+        hours_left = departure_s - t_s
+        hours_left *= connected
+        hours_left /= 3600.0
+        required = e_needed_kwh / np.maximum(hours_left, self.dt_h)
+        out[:10] = (
+            k / self.episode_steps,
+            soc,
+            n_connected / max(self.n_chargers, 1),
+            total(e_needed_kwh) / (self._rated_total * 24.0),
+            total(ev_max_kw) / self._rated_total,
+            total(hours_left) / (max(n_connected, 1) * 24.0),
+            total(required) / self._rated_total,
+            site_prev_kw * inv_scale,
+            peak_kw * inv_scale,
+            (voltage_pu - 1.0) / 0.05,
+        )
+        if self.per_charger:
+            n = self.n_chargers
+            base = len(STATE_FEATURES)
+            out[base : base + n] = connected
+            np.divide(e_needed_kwh, self._rated_day, out=out[base + n : base + 2 * n])
+            np.divide(hours_left, 24.0, out=out[base + 2 * n : base + 3 * n])
+            np.divide(ev_max_kw, self._rated_safe, out=out[base + 3 * n : base + 4 * n])
+
     def finish(self, raw: np.ndarray) -> np.ndarray:
         """Clip ``raw`` rows to the bounds (in place) and return them as a new float32 array."""
         np.minimum(np.maximum(raw, self.low, out=raw), self.high, out=raw)

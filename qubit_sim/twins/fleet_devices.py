@@ -126,6 +126,26 @@ class SiteDevices:
         blocked = self._charger_blocked(i)
         self.charger_limit_kw[i] = 0.0 if blocked else self.charger_requested_kw[i]
 
+    def update_chargers(self, mask: np.ndarray) -> None:
+        """Re-derive the held caps of the chargers in ``mask`` (bool, one per charger) from
+        their requested caps, as :meth:`FleetCharger.set_limit_kw` does for one charger."""
+        blocked = self.charger_faulted | ~self.charger_available
+        halted_session = self.charger_halted_session
+        if np.maximum.reduce(halted_session) >= 0:
+            session = self.fleet.session
+            blocked |= (session >= 0) & (halted_session == session)
+        held = np.where(blocked, 0.0, self.charger_requested_kw)
+        np.copyto(self.charger_limit_kw, held, where=mask)
+
+    def update_batteries(self, idx: np.ndarray | int) -> None:
+        """Re-derive the held setpoints of batteries ``idx`` from their requested setpoints,
+        as :meth:`BankBattery.set_power_setpoint_kw` does for one battery."""
+        if isinstance(idx, int):
+            self.batteries[idx]._update()
+            return
+        live = self.battery_enabled[idx] & ~self.battery_faulted[idx]
+        self.battery_setpoint_kw[idx] = np.where(live, self.battery_requested_kw[idx], 0.0)
+
     def refresh(self) -> None:
         """Re-derive held charger limits after plug events (a new EV clears a halt)."""
         session = self.fleet.session
@@ -135,7 +155,8 @@ class SiteDevices:
 
     def curtailing(self) -> bool:
         """Whether any PV plant holds a cap (the physics then clips each plant)."""
-        return bool(len(self.pv_limit_kw)) and not np.isnan(self.pv_limit_kw).all()
+        # fmin ignores NaN: its reduction is NaN only when every plant is uncapped.
+        return bool(len(self.pv_limit_kw)) and not math.isnan(np.fmin.reduce(self.pv_limit_kw))
 
     def set_faulted(self, kind: str, index: int, faulted: bool) -> None:
         """Fault or clear device ``index`` of ``kind`` (``charger``, ``battery`` or ``pv``).

@@ -13,6 +13,7 @@ wire value changed since the last call, so a quiet controller causes no traffic 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,6 +185,11 @@ def _optional(value: float) -> float | None:
 class SetpointRouter:
     """Sends the controller's setpoints to the devices, only where the wire value changed.
 
+    Two delivery paths give the devices the same numbers: :meth:`changes` lists what changed, for
+    a caller that sends it per device (L4 coordination, fault injection, protocol links), and
+    :meth:`apply_direct` writes the changed values into the devices' held-limit arrays at once
+    when every link is the router's own in-process link.
+
     Args:
         devices: The site's devices (their held limits start as: no charger cap, battery 0 kW,
             no PV cap).
@@ -199,6 +205,25 @@ class SetpointRouter:
             DirectBatteryLink(b, self.battery_wire, j) for j, b in enumerate(devices.batteries)
         ]
         self.pv_links = [DirectPvLink(p, self.pv_wire, j) for j, p in enumerate(devices.pv)]
+        wire = self.battery_wire
+        # Clip range [kW] and scale of a single battery's wire value, as floats.
+        self._one_battery = (
+            (
+                -float(wire.discharge_max_kw[0]),
+                float(wire.charge_max_kw[0]),
+                float(wire.scale_up[0]),
+                float(wire.scale_down[0]),
+            )
+            if bank.n == 1
+            else (0.0, 0.0, 1.0, 1.0)
+        )
+        # The links as built: while the lists still hold exactly these, a delivery may bypass
+        # them and write the device arrays (a replaced link gets its calls again).
+        self._own_links = (
+            list(self.charger_links),
+            list(self.battery_links),
+            list(self.pv_links),
+        )
         # Wire values last sent, to detect changes (the devices' initial state), and the raw
         # arrays they came from: an unchanged raw array needs no rounding at all.
         self._charger_sent = devices.charger_requested_kw.copy()
@@ -214,6 +239,72 @@ class SetpointRouter:
         self._raw[kind] = raw
         return False
 
+    def _charger_diff(self, charger_kw: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(wire values, changed mask)`` of the charger caps; marks them sent."""
+        if not len(charger_kw) or self._unchanged(0, charger_kw):
+            return None
+        wire = charger_limits_kw(charger_kw)
+        mask = wire.view(np.int64) != self._charger_sent.view(np.int64)
+        count = int(np.count_nonzero(mask))
+        if not count:
+            return None
+        self._charger_sent = wire
+        self.sent += count
+        return wire, mask
+
+    def _battery_diff(
+        self, battery_kw: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """``(clipped, wire values, changed indices)`` of the battery setpoints; marks them sent."""
+        if not len(battery_kw) or self._unchanged(1, battery_kw):
+            return None
+        clipped = self.battery_wire.clip_kw(battery_kw)
+        wire = self.battery_wire.setpoints_kw(clipped)
+        idx = _changed(wire, self._battery_sent)
+        if not len(idx):
+            return None
+        self._battery_sent = wire
+        self.sent += len(idx)
+        return clipped, wire, idx
+
+    def _one_battery_diff(self, battery_kw: np.ndarray) -> float | None:
+        """:meth:`_battery_diff` of a single finite setpoint, on floats: the setpoint the
+        battery receives [kW] if its wire value changed, else ``None``; marks it sent.
+
+        The same IEEE operations in the same order as :meth:`BatteryWire.setpoints_kw`, so the
+        same bits: ``a if a > b else b`` is numpy's maximum of non-NaN values (which of two
+        equal signed zeros it returns included), and ``copysign(round(x), x)`` its ``rint``.
+        """
+        if self._unchanged(1, battery_kw):
+            return None
+        low, high, up, down = self._one_battery
+        p = float(battery_kw[0])
+        clipped = p if p > low else low
+        clipped = clipped if clipped < high else high
+        scaled = -1000.0 * clipped * up / down
+        raw = math.copysign(float(round(scaled)), scaled)
+        wire = -(raw / up * down) / 1000.0
+        sent = float(self._battery_sent[0])
+        if wire == sent and math.copysign(1.0, wire) == math.copysign(1.0, sent):
+            return None
+        self._battery_sent = np.array([wire])
+        self.sent += 1
+        # A setpoint rounding to 0 W arrives from the integer register as -0.0 kW.
+        return -0.0 if wire == 0.0 else wire
+
+    def _pv_diff(self, pv_limit_kw: np.ndarray) -> list[tuple[int, float | None]] | None:
+        """``(plant, wanted cap)`` of the changed PV caps; marks them sent."""
+        if not len(pv_limit_kw) or self._unchanged(2, pv_limit_kw):
+            return None
+        wire = self.pv_wire.limits_kw(pv_limit_kw)
+        idx = _changed(wire, self._pv_sent)
+        if not len(idx):
+            return None
+        self._pv_sent = wire
+        self.sent += len(idx)
+        wanted = np.maximum(pv_limit_kw, 0.0)
+        return [(int(j), float(wanted[j]) if np.isfinite(wanted[j]) else None) for j in idx]
+
     def changes(
         self, charger_kw: np.ndarray, battery_kw: np.ndarray, pv_limit_kw: np.ndarray
     ) -> SetpointChanges | None:
@@ -224,46 +315,68 @@ class SetpointRouter:
             battery_kw: Setpoint per battery [kW], + charge.
             pv_limit_kw: Output cap per PV plant [kW]; NaN = none.
         """
-        charger_kw = np.asarray(charger_kw, dtype=float)
-        battery_kw = np.asarray(battery_kw, dtype=float)
-        pv_limit_kw = np.asarray(pv_limit_kw, dtype=float)
-        changes: SetpointChanges | None = None
-        if len(charger_kw) and not self._unchanged(0, charger_kw):
-            wire = charger_limits_kw(charger_kw)
-            idx = _changed(wire, self._charger_sent)
-            if len(idx):
-                changes = SetpointChanges()
-                changes.chargers = [(int(i), _optional(wire[i])) for i in idx]
-                self._charger_sent = wire
-        if len(battery_kw) and not self._unchanged(1, battery_kw):
-            clipped = self.battery_wire.clip_kw(battery_kw)
-            wire = self.battery_wire.setpoints_kw(clipped)
-            idx = _changed(wire, self._battery_sent)
-            if len(idx):
-                changes = changes or SetpointChanges()
-                changes.batteries = [(int(j), float(clipped[j])) for j in idx]
-                self._battery_sent = wire
-        if len(pv_limit_kw) and not self._unchanged(2, pv_limit_kw):
-            wire = self.pv_wire.limits_kw(pv_limit_kw)
-            idx = _changed(wire, self._pv_sent)
-            if len(idx):
-                changes = changes or SetpointChanges()
-                wanted = np.maximum(pv_limit_kw, 0.0)
-                changes.pv = [
-                    (int(j), float(wanted[j]) if np.isfinite(wanted[j]) else None) for j in idx
-                ]
-                self._pv_sent = wire
-        if changes is not None:
-            self.sent += len(changes)
+        chargers = self._charger_diff(np.asarray(charger_kw, dtype=float))
+        batteries = self._battery_diff(np.asarray(battery_kw, dtype=float))
+        pv = self._pv_diff(np.asarray(pv_limit_kw, dtype=float))
+        if chargers is None and batteries is None and pv is None:
+            return None
+        changes = SetpointChanges()
+        if chargers is not None:
+            wire, mask = chargers
+            changes.chargers = [(int(i), _optional(wire[i])) for i in np.flatnonzero(mask)]
+        if batteries is not None:
+            clipped, _, idx = batteries
+            changes.batteries = [(int(j), float(clipped[j])) for j in idx]
+        if pv is not None:
+            changes.pv = pv
         return changes
 
     def apply_direct(
         self, charger_kw: np.ndarray, battery_kw: np.ndarray, pv_limit_kw: np.ndarray
     ) -> None:
-        """Deliver the changed setpoints through the in-process links."""
-        changes = self.changes(charger_kw, battery_kw, pv_limit_kw)
-        if changes is None:
+        """Deliver the changed setpoints through the in-process links.
+
+        Charger caps and battery setpoints go into the devices' arrays for all changed devices
+        at once, as the links would set them one by one; a link that was replaced in
+        :attr:`charger_links` or :attr:`battery_links` is called per device instead.
+        """
+        own_chargers, own_batteries, _ = self._own_links
+        if self.charger_links != own_chargers or self.battery_links != own_batteries:
+            changes = self.changes(charger_kw, battery_kw, pv_limit_kw)
+            if changes is not None:
+                self.deliver(changes)
             return
+        devices = self.devices
+        chargers = self._charger_diff(np.asarray(charger_kw, dtype=float))
+        if chargers is not None:
+            wire, mask = chargers
+            # Re-rounding a wire value is exact, so the link would hold this same value.
+            np.copyto(devices.charger_requested_kw, wire, where=mask)
+            devices.update_chargers(mask)
+        battery_kw = np.asarray(battery_kw, dtype=float)
+        if len(battery_kw) == 1 and math.isfinite(battery_kw[0]):
+            received = self._one_battery_diff(battery_kw)
+            if received is not None:
+                devices.battery_requested_kw[0] = received
+                devices.update_batteries(0)
+        elif (batteries := self._battery_diff(battery_kw)) is not None:
+            clipped, wire, idx = batteries
+            if math.isfinite(np.add.reduce(wire)):
+                # A setpoint rounding to 0 W arrives from the integer register as -0.0 kW
+                # (the scalar path's sign), whichever zero the vector arithmetic produced.
+                received = wire[idx]
+                devices.battery_requested_kw[idx] = np.where(received == 0.0, -0.0, received)
+                devices.update_batteries(idx)
+            else:  # the links refuse non-finite setpoints with their own error
+                for j in idx:
+                    self.battery_links[j].set_power_limit(float(clipped[j]))
+        pv = self._pv_diff(np.asarray(pv_limit_kw, dtype=float))
+        if pv is not None:
+            for j, cap in pv:
+                self.pv_links[j].set_power_limit(cap)
+
+    def deliver(self, changes: SetpointChanges) -> None:
+        """Send ``changes`` through the links, one call per device."""
         for i, limit in changes.chargers:
             self.charger_links[i].set_power_limit(limit)
         for j, p_kw in changes.batteries:

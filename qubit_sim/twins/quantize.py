@@ -50,10 +50,16 @@ def charger_limit_kw(limit_kw: float | None) -> float | None:
 
 def charger_limits_kw(limit_kw: np.ndarray) -> np.ndarray:
     """:func:`charger_limit_kw` over an array [kW]; NaN stands for no limit."""
-    # Same operations in the same order as quantize_limit(p_kw * 1000.0) / 1000.0.
-    watts = np.maximum(np.asarray(limit_kw, dtype=float), 0.0) * 1000.0
-    quantized = np.rint(watts * 10.0) / 10.0 / 1000.0
-    quantized[~np.isfinite(quantized)] = np.nan
+    # Same operations in the same order as quantize_limit(p_kw * 1000.0) / 1000.0, in place.
+    quantized = np.maximum(np.asarray(limit_kw, dtype=float), 0.0)
+    quantized *= 1000.0
+    quantized *= 10.0
+    np.rint(quantized, out=quantized)
+    quantized /= 10.0
+    quantized /= 1000.0
+    # A sum is finite only if every term is; the element-wise test runs only when one is not.
+    if not math.isfinite(np.add.reduce(quantized, axis=None)):
+        quantized[~np.isfinite(quantized)] = np.nan
     return quantized
 
 
@@ -94,7 +100,9 @@ class BatteryWire:
                 for d, sf in zip(discharge, w_sf, strict=True)
             ]
         )
-        self._up, self._down = _scale(self.wset_sf)
+        #: Scale of the ``WSet`` round trip per battery: ``raw = rint(W * scale_up / scale_down)``,
+        #: ``W = raw / scale_up * scale_down``.
+        self.scale_up, self.scale_down = _scale(self.wset_sf)
 
     def clip_kw(self, p_kw: np.ndarray) -> np.ndarray:
         """Setpoints [kW, + charge] clipped to the advertised ratings (the server refuses more)."""
@@ -103,9 +111,9 @@ class BatteryWire:
     def setpoints_kw(self, p_kw: np.ndarray) -> np.ndarray:
         """Clipped setpoints [kW] as the battery receives them (through ``WSet``)."""
         watts = -1000.0 * self.clip_kw(np.asarray(p_kw, dtype=float))
-        raw = np.rint(watts * self._up / self._down)
+        raw = np.rint(watts * self.scale_up / self.scale_down)
         # from_raw: raw / 10**-sf for negative sf, raw * 10**sf otherwise.
-        received_w = raw / self._up * self._down
+        received_w = raw / self.scale_up * self.scale_down
         return -received_w / 1000.0
 
     def setpoint_kw(self, j: int, p_kw: float) -> float:
