@@ -28,6 +28,14 @@ app = typer.Typer(
 EXIT_SCENARIO = 2
 EXIT_FAILED = 1
 
+# Options that run, serve and hil share. Help texts put defaults in round brackets: rich reads
+# "[default: ...]" as markup and drops it.
+SeedOption = Annotated[int | None, typer.Option(help="Seed (overrides site.seed).")]
+ResultsOption = Annotated[
+    Path | None, typer.Option(help="Results folder (default: results/<name>-seed<seed>).")
+]
+PlotsOption = Annotated[bool, typer.Option(help="Write plots/*.png.")]
+
 KPI_ROWS = [
     ("total_cost", "Total cost", "{currency}"),
     ("energy_cost", "Energy cost", "{currency}"),
@@ -65,6 +73,29 @@ def _fail_scenario(exc: Exception) -> None:
 
     Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_SCENARIO)
+
+
+def _fail_run(console: Any, command: str, exc: Exception) -> None:
+    """A run that stopped on a simulation error: say so and exit with ``EXIT_FAILED``."""
+    console.print(f"[bold red]{command} failed:[/] {exc}", highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_FAILED) from None
+
+
+def _print_paced_end(console: Any, result: Any) -> None:
+    """How a wall-clock paced run ended: stopped early or not, and its lag (manifest realtime)."""
+    realtime = result.manifest["realtime"]
+    if not result.complete:
+        console.print(
+            f"stopped early at {result.manifest.get('stopped_at')}: results in "
+            f"{result.out_dir} (marked incomplete)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    console.print(
+        f"lag behind the wall clock: max {realtime['lag_max_s']:.3f} s, mean "
+        f"{realtime['lag_mean_s']:.3f} s over {realtime['steps']} steps",
+        highlight=False,
+    )
 
 
 @contextmanager
@@ -121,10 +152,8 @@ def _parse_sets(values: list[str] | None) -> dict[str, Any]:
 @app.command()
 def run(
     scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
-    seed: Annotated[int | None, typer.Option(help="Seed (overrides site.seed).")] = None,
-    out: Annotated[
-        Path | None, typer.Option(help="Results folder [default: results/<name>-seed<seed>].")
-    ] = None,
+    seed: SeedOption = None,
+    out: ResultsOption = None,
     until: Annotated[
         str | None, typer.Option(help="Simulate only this long, e.g. 1d, 12h (default: all).")
     ] = None,
@@ -135,7 +164,7 @@ def run(
         list[str] | None,
         typer.Option("--set", help="Controller parameter key=value (repeatable)."),
     ] = None,
-    plots: Annotated[bool, typer.Option(help="Write plots/*.png.")] = True,
+    plots: PlotsOption = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     mode: Annotated[
         str | None,
@@ -181,8 +210,7 @@ def run(
     except (ScenarioError, ControllerError) as exc:
         _fail_scenario(exc)
     except SimulationError as exc:
-        console.print(f"[bold red]run failed:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_FAILED) from None
+        _fail_run(console, "run", exc)
     _print_kpis(console, result)
 
 
@@ -315,14 +343,14 @@ def settle(
     period: Annotated[
         str | None,
         typer.Option(
-            help="Billing and ledger period: month, week or day [default: the scenario's]."
+            help="Billing and ledger period: month, week or day (default: the scenario's)."
         ),
     ] = None,
     key_dir: Annotated[
         Path | None,
         typer.Option(
-            help="Folder of site signing keys [default: $QUBIT_SIM_KEY_DIR or "
-            "~/.config/qubit-sim/keys]."
+            help="Folder of site signing keys (default: $QUBIT_SIM_KEY_DIR or "
+            "~/.config/qubit-sim/keys)."
         ),
     ] = None,
 ) -> None:
@@ -452,13 +480,13 @@ def export(
         str, typer.Option("--format", help="Export format; 'qubit' (Qubit v0.1 JSON).")
     ] = "qubit",
     out: Annotated[
-        Path | None, typer.Option(help="Output folder [default: <results>/qubit].")
+        Path | None, typer.Option(help="Output folder (default: <results>/qubit).")
     ] = None,
     interval: Annotated[
-        str | None, typer.Option(help="Time-series interval, e.g. 15m or 1h [default: the step].")
+        str | None, typer.Option(help="Time-series interval, e.g. 15m or 1h (default: the step).")
     ] = None,
     organization_id: Annotated[
-        str | None, typer.Option(help="Organization id (org_...) [default: org_<site>].")
+        str | None, typer.Option(help="Organization id (org_...) (default: org_<site>).")
     ] = None,
 ) -> None:
     """Export a run as Qubit v0.1 JSON: organization, site, assets, meters, time series.
@@ -699,11 +727,9 @@ def serve(
     until: Annotated[
         str | None, typer.Option(help="Serve only this long (simulated), e.g. 1d, 2h.")
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed (overrides site.seed).")] = None,
-    out: Annotated[
-        Path | None, typer.Option(help="Results folder (default: results/<name>-seed<seed>).")
-    ] = None,
-    plots: Annotated[bool, typer.Option(help="Write plots/*.png.")] = True,
+    seed: SeedOption = None,
+    out: ResultsOption = None,
+    plots: PlotsOption = True,
 ) -> None:
     """Serve a scenario's twins in real time (wall clock x factor) for outside software.
 
@@ -755,21 +781,8 @@ def serve(
     except (ScenarioError, ControllerError) as exc:
         _fail_scenario(exc)
     except SimulationError as exc:
-        console.print(f"[bold red]serve failed:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_FAILED) from None
-    realtime = result.manifest["realtime"]
-    if not result.complete:
-        console.print(
-            f"stopped early at {result.manifest.get('stopped_at')}: results in "
-            f"{result.out_dir} (marked incomplete)",
-            highlight=False,
-            soft_wrap=True,
-        )
-    console.print(
-        f"lag behind the wall clock: max {realtime['lag_max_s']:.3f} s, mean "
-        f"{realtime['lag_mean_s']:.3f} s over {realtime['steps']} steps",
-        highlight=False,
-    )
+        _fail_run(console, "serve", exc)
+    _print_paced_end(console, result)
     _print_kpis(console, result)
 
 
@@ -779,11 +792,9 @@ def hil(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Connect, identify and read; never write.")
     ] = False,
-    seed: Annotated[int | None, typer.Option(help="Seed (overrides site.seed).")] = None,
-    out: Annotated[
-        Path | None, typer.Option(help="Results folder (default: results/<name>-seed<seed>).")
-    ] = None,
-    plots: Annotated[bool, typer.Option(help="Write plots/*.png.")] = True,
+    seed: SeedOption = None,
+    out: ResultsOption = None,
+    plots: PlotsOption = True,
 ) -> None:
     """Hardware in the loop: run a bench with physical devices in place of chosen twins.
 
@@ -816,21 +827,9 @@ def hil(
     except (ScenarioError, ControllerError) as exc:
         _fail_scenario(exc)
     except SimulationError as exc:
-        console.print(f"[bold red]hil failed:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_FAILED) from None
-    realtime, section = result.manifest["realtime"], result.manifest["hil"]
-    if not result.complete:
-        console.print(
-            f"stopped early at {result.manifest.get('stopped_at')}: results in "
-            f"{result.out_dir} (marked incomplete)",
-            highlight=False,
-            soft_wrap=True,
-        )
-    console.print(
-        f"lag behind the wall clock: max {realtime['lag_max_s']:.3f} s, mean "
-        f"{realtime['lag_mean_s']:.3f} s over {realtime['steps']} steps",
-        highlight=False,
-    )
+        _fail_run(console, "hil", exc)
+    _print_paced_end(console, result)
+    section = result.manifest["hil"]
     for device in section["devices"]:
         counts = device["envelope"]
         console.print(
@@ -860,11 +859,11 @@ def train(
     ] = 0.2,
     name: Annotated[
         str | None,
-        typer.Option(help="Model folder name [default: <scenario>-<env>-<algo>-s<seed>]."),
+        typer.Option(help="Model folder name (default: <scenario>-<env>-<algo>-s<seed>)."),
     ] = None,
     out: Annotated[Path, typer.Option(help="Folder the model folder goes in.")] = Path("models"),
     episodes: Annotated[
-        int | None, typer.Option(help="Test episodes in the card's evaluation [default: all].")
+        int | None, typer.Option(help="Test episodes in the card's evaluation (default: all).")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -903,10 +902,10 @@ def train(
 def evaluate(
     model: Annotated[Path, typer.Option(help="Model folder (policy.zip + card.json).")],
     scenario: Annotated[
-        Path | None, typer.Option(help="Scenario YAML [default: the one trained on].")
+        Path | None, typer.Option(help="Scenario YAML (default: the one trained on).")
     ] = None,
     episodes: Annotated[
-        int | None, typer.Option(help="First N episodes of the split [default: all].")
+        int | None, typer.Option(help="First N episodes of the split (default: all).")
     ] = None,
     split: Annotated[str, typer.Option(help="test, train or all.")] = "test",
 ) -> None:

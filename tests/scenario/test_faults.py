@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -241,11 +242,10 @@ def test_faults_parse_with_durations_and_fraction() -> None:
         ("{kind: link_drop, devices: [depot_ac1], duraton: 1h}", "duraton"),
     ],
 )
-def test_invalid_fault_entries_are_rejected(entry: str, expected: str) -> None:
-    with pytest.raises(ScenarioError) as info:
-        _loaded(f"faults:\n  - {entry}\n")
-    assert any(issue.path.startswith("faults[0]") for issue in info.value.issues)
-    assert expected in str(info.value)
+def test_invalid_fault_entries_are_rejected(
+    assert_fault_entry_rejected: Callable[..., None], entry: str, expected: str
+) -> None:
+    assert_fault_entry_rejected(_loaded, entry, expected)
 
 
 def test_an_unknown_charger_id_names_the_closest_one(depot_site: Any) -> None:

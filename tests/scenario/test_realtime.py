@@ -9,22 +9,20 @@ written; Ctrl-C writes the results folder marked incomplete; a strict lag policy
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import math
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
-import websockets
 from hypothesis import given
 from hypothesis import strategies as st
 from ocpp.v16 import ChargePoint, call
@@ -44,45 +42,16 @@ EXTERNAL_ID = "EXT-CP-1"
 EXTERNAL_PASSWORD = "allowed-password-0123"
 HORIZON_S = 1800
 
-# The office car park of workplace_pv_battery without its feeder, from 09:00 local time, when
-# the EVs arrive, PV produces and the battery is dispatched.
-SCENARIO = f"""
-site:
-  name: realtime_workplace
-  location: {{lat: 52.37, lon: 4.90, tz: Europe/Amsterdam}}
-  start: 2025-06-02T07:00:00Z
-  duration: 1d
-  step: 60s
-  seed: 7
-  grid_connection: {{import_kw: 250, export_kw: 150}}
-assets:
-  chargers:
-    - {{template: ac_22kw, count: 6, id: office}}
-  batteries:
-    - {{template: battery_200kwh, id: office_battery}}
-  pv:
-    - {{template: pv_inverter_100kw, id: carport_pv, kwp: 100, inverter_kw: 90}}
-  loads:
-    - {{id: office_building, profile: G1-A, annual_kwh: 250000}}
-evs:
-  population: {{behaviour: workplace, vehicles: 12}}
-controller:
-  name: rule_based
-  period: 5min
-  params: {{threshold_kw: 60}}
-mode: realtime
-realtime:
-  factor: 60
-  charge_points:
-    - {{identity: {EXTERNAL_ID}, password: {EXTERNAL_PASSWORD}}}
-"""
+# (csms_url, identity, password) -> an OCPP 1.6 charge point connected to the CSMS (conftest).
+ChargePointSession = Callable[[str, str, str], AbstractAsyncContextManager[ChargePoint]]
 
 
 @pytest.fixture(scope="module")
-def scenario(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("realtime") / "realtime_workplace.yaml"
-    path.write_text(SCENARIO)
-    return path
+def scenario(office_realtime_scenario: Callable[..., Path]) -> Path:
+    # From 09:00 local time, when the EVs arrive, PV produces and the battery is dispatched.
+    return office_realtime_scenario(
+        "realtime_workplace", "2025-06-02T07:00:00Z", EXTERNAL_ID, EXTERNAL_PASSWORD
+    )
 
 
 def _free_ports() -> ServeOptions:
@@ -229,31 +198,20 @@ def live(scenario: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
             proc.communicate(timeout=30)
 
 
-def _basic(identity: str, password: str) -> dict[str, str]:
-    token = base64.b64encode(f"{identity}:{password}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
+async def _boot(session: ChargePointSession, url: str, identity: str, password: str) -> str:
+    async with session(url, identity, password) as cp:
+        answer = await cp.call(
+            call.BootNotification(charge_point_model="Wallbox", charge_point_vendor="Acme")
+        )
+        return str(answer.status)
 
 
-async def _boot(url: str, identity: str, password: str) -> str:
-    async with websockets.connect(
-        f"{url}/{identity}",
-        subprotocols=["ocpp1.6"],  # type: ignore[list-item]
-        additional_headers=_basic(identity, password),
-        open_timeout=10,
-    ) as ws:
-        cp = ChargePoint(identity, ws)
-        receiver = asyncio.create_task(cp.start())
-        try:
-            answer = await cp.call(
-                call.BootNotification(charge_point_model="Wallbox", charge_point_vendor="Acme")
-            )
-            return str(answer.status)
-        finally:
-            receiver.cancel()
-
-
-def test_an_allow_listed_ocpp16_charge_point_joins_the_served_csms(live: dict[str, Any]) -> None:
-    status = asyncio.run(_boot(live["urls"]["csms"], EXTERNAL_ID, EXTERNAL_PASSWORD))
+def test_an_allow_listed_ocpp16_charge_point_joins_the_served_csms(
+    live: dict[str, Any], charge_point_session: ChargePointSession
+) -> None:
+    status = asyncio.run(
+        _boot(charge_point_session, live["urls"]["csms"], EXTERNAL_ID, EXTERNAL_PASSWORD)
+    )
     assert status == "Accepted"
 
 
@@ -266,10 +224,14 @@ def test_an_allow_listed_ocpp16_charge_point_joins_the_served_csms(live: dict[st
     ],
 )
 def test_the_served_csms_refuses_wrong_credentials(
-    live: dict[str, Any], identity: str, password: str, http_status: int
+    live: dict[str, Any],
+    charge_point_session: ChargePointSession,
+    identity: str,
+    password: str,
+    http_status: int,
 ) -> None:
     with pytest.raises(InvalidStatus) as refused:
-        asyncio.run(_boot(live["urls"]["csms"], identity, password))
+        asyncio.run(_boot(charge_point_session, live["urls"]["csms"], identity, password))
     assert refused.value.response.status_code == http_status
 
 
@@ -390,22 +352,6 @@ def test_lag_stats_mean_never_exceeds_max(samples: list[tuple[float, bool]]) -> 
 
 
 # ---------------------------------------------------------------------------- external CSMS
-
-
-@pytest.fixture
-def external_csms() -> Iterator[Csms]:
-    """A CSMS of someone else's, on its own event loop thread."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    csms = Csms("127.0.0.1", 0)
-    asyncio.run_coroutine_threadsafe(csms.start(), loop).result(10)
-    try:
-        yield csms
-    finally:
-        asyncio.run_coroutine_threadsafe(csms.stop(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
 
 
 def test_with_an_external_csms_the_twins_boot_there_and_the_run_is_uncontrolled(

@@ -13,17 +13,15 @@ registers.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
-import websockets
 from ocpp.v16 import ChargePoint, call
 
 from qubit_sim.core.results import RunResult
@@ -38,45 +36,17 @@ HORIZON_S = 7200
 OUTSIDE_HORIZON_S = 1800
 FACTOR = 7200.0
 
-# The office car park in the afternoon: the EVs are plugged in at the start and the first two
-# leave within the two hours served, so two transactions finish and four are still running.
-SCENARIO = f"""
-site:
-  name: realtime_settle
-  location: {{lat: 52.37, lon: 4.90, tz: Europe/Amsterdam}}
-  start: 2025-06-02T13:00:00Z
-  duration: 1d
-  step: 60s
-  seed: 7
-  grid_connection: {{import_kw: 250, export_kw: 150}}
-assets:
-  chargers:
-    - {{template: ac_22kw, count: 6, id: office}}
-  batteries:
-    - {{template: battery_200kwh, id: office_battery}}
-  pv:
-    - {{template: pv_inverter_100kw, id: carport_pv, kwp: 100, inverter_kw: 90}}
-  loads:
-    - {{id: office_building, profile: G1-A, annual_kwh: 250000}}
-evs:
-  population: {{behaviour: workplace, vehicles: 12}}
-controller:
-  name: rule_based
-  period: 5min
-  params: {{threshold_kw: 60}}
-mode: realtime
-realtime:
-  factor: 60
-  charge_points:
-    - {{identity: {EXTERNAL_ID}, password: {EXTERNAL_PASSWORD}}}
-"""
+# (csms_url, identity, password) -> an OCPP 1.6 charge point connected to the CSMS (conftest).
+ChargePointSession = Callable[[str, str, str], AbstractAsyncContextManager[ChargePoint]]
 
 
 @pytest.fixture(scope="module")
-def scenario(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("realtime_settle") / "realtime_settle.yaml"
-    path.write_text(SCENARIO)
-    return path
+def scenario(office_realtime_scenario: Callable[..., Path]) -> Path:
+    # The office car park in the afternoon: the EVs are plugged in at the start and the first two
+    # leave within the two hours served, so two transactions finish and four are still running.
+    return office_realtime_scenario(
+        "realtime_settle", "2025-06-02T13:00:00Z", EXTERNAL_ID, EXTERNAL_PASSWORD
+    )
 
 
 @pytest.fixture(scope="module")
@@ -143,54 +113,43 @@ def test_the_last_interval_reaches_the_csms(settled: RunResult) -> None:
 # ---------------------------------------------------------- an allow-listed charge point
 
 
-def _basic(identity: str, password: str) -> dict[str, str]:
-    token = base64.b64encode(f"{identity}:{password}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
-
-
-async def _outside_session(url: str) -> int:
+async def _outside_session(session: ChargePointSession, url: str) -> int:
     """Boot, start and stop one transaction as an OCPP 1.6 charge point; its id."""
-    async with websockets.connect(
-        f"{url}/{EXTERNAL_ID}",
-        subprotocols=["ocpp1.6"],  # type: ignore[list-item]
-        additional_headers=_basic(EXTERNAL_ID, EXTERNAL_PASSWORD),
-        open_timeout=10,
-    ) as ws:
-        cp = ChargePoint(EXTERNAL_ID, ws)
-        receiver = asyncio.create_task(cp.start())
-        try:
-            boot = await cp.call(
-                call.BootNotification(charge_point_model="Wallbox", charge_point_vendor="Acme")
+    async with session(url, EXTERNAL_ID, EXTERNAL_PASSWORD) as cp:
+        boot = await cp.call(
+            call.BootNotification(charge_point_model="Wallbox", charge_point_vendor="Acme")
+        )
+        assert boot.status == "Accepted"
+        started = await cp.call(
+            call.StartTransaction(
+                connector_id=1,
+                id_tag="OUTSIDE-TAG",
+                meter_start=1000,
+                timestamp="2025-06-02T13:10:00Z",
             )
-            assert boot.status == "Accepted"
-            started = await cp.call(
-                call.StartTransaction(
-                    connector_id=1,
-                    id_tag="OUTSIDE-TAG",
-                    meter_start=1000,
-                    timestamp="2025-06-02T13:10:00Z",
-                )
+        )
+        await cp.call(
+            call.StopTransaction(
+                meter_stop=8500,
+                timestamp="2025-06-02T13:40:00Z",
+                transaction_id=started.transaction_id,
+                reason="EVDisconnected",
             )
-            await cp.call(
-                call.StopTransaction(
-                    meter_stop=8500,
-                    timestamp="2025-06-02T13:40:00Z",
-                    transaction_id=started.transaction_id,
-                    reason="EVDisconnected",
-                )
-            )
-            return int(started.transaction_id)
-        finally:
-            receiver.cancel()
+        )
+        return int(started.transaction_id)
 
 
 @pytest.fixture(scope="module")
-def with_outside(scenario: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[RunResult, int]:
+def with_outside(
+    scenario: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    charge_point_session: ChargePointSession,
+) -> tuple[RunResult, int]:
     """Half an hour served while an allow-listed charge point runs one transaction; settled."""
     ids: list[int] = []
 
     def outside(endpoints: list[Endpoint]) -> None:
-        ids.append(asyncio.run(_outside_session(endpoints[0].url)))
+        ids.append(asyncio.run(_outside_session(charge_point_session, endpoints[0].url)))
 
     result = serve(
         scenario,
@@ -264,21 +223,6 @@ def test_an_allow_listed_charge_point_is_its_own_reconciliation_line(
 
 
 # ------------------------------------------------------------------------- external CSMS
-
-
-@pytest.fixture
-def external_csms() -> Iterator[Csms]:
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    csms = Csms("127.0.0.1", 0)
-    asyncio.run_coroutine_threadsafe(csms.start(), loop).result(10)
-    try:
-        yield csms
-    finally:
-        asyncio.run_coroutine_threadsafe(csms.stop(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
 
 
 def test_with_an_external_csms_settlement_reads_the_charger_registers(

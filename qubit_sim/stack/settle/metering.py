@@ -199,11 +199,41 @@ def metered_sessions(inputs: RunInputs) -> pd.DataFrame:
     meter_start = plugged["meter_start_wh"].to_numpy(np.int64)
     meter_stop = plugged["meter_stop_wh"].to_numpy(np.int64)
     vehicles = plugged["vehicle_id"].to_numpy(object)
+    return _session_frame(
+        session_ids=plugged["session_id"].astype(str).to_numpy(),
+        charger_ids=charger_ids,
+        vehicles=[None if pd.isna(v) or v == "" else str(v) for v in vehicles],
+        start_s=start_s,
+        stop_s=stop_s,
+        meter_start=meter_start,
+        meter_stop=meter_stop,
+        wh_twin=wh_twin,
+        grams=grams,
+        external=np.zeros(len(charger_ids), dtype=bool),
+        clamped=np.zeros(len(charger_ids), dtype=bool),
+    )
+
+
+def _session_frame(
+    *,
+    session_ids: np.ndarray,
+    charger_ids: np.ndarray,
+    vehicles: list[str | None],
+    start_s: np.ndarray,
+    stop_s: np.ndarray,
+    meter_start: np.ndarray,
+    meter_stop: np.ndarray,
+    wh_twin: np.ndarray,
+    grams: np.ndarray,
+    external: np.ndarray,
+    clamped: np.ndarray,
+) -> pd.DataFrame:
+    """Metered sessions in the layout of ``SESSION_COLUMNS``: registers [Wh], emissions [g]."""
     return pd.DataFrame(
         {
-            "session_id": plugged["session_id"].astype(str).to_numpy(),
+            "session_id": session_ids,
             "charger_id": charger_ids,
-            "vehicle_id": [None if pd.isna(v) or v == "" else str(v) for v in vehicles],
+            "vehicle_id": vehicles,
             "start_s": start_s,
             "stop_s": stop_s,
             "is_open": stop_s < 0,
@@ -212,8 +242,8 @@ def metered_sessions(inputs: RunInputs) -> pd.DataFrame:
             "wh_metered": meter_stop - meter_start,
             "wh_twin": wh_twin,
             "co2_kg": grams / 1000.0,
-            "external": np.zeros(len(charger_ids), dtype=bool),
-            "clock_clamped": np.zeros(len(charger_ids), dtype=bool),
+            "external": external,
+            "clock_clamped": clamped,
         }
     )
 
@@ -326,22 +356,18 @@ def csms_sessions(inputs: RunInputs) -> pd.DataFrame:
             (meter_stop - meter_start)[external].astype(float),
         )
         vehicles = [None if outside else v for v, outside in zip(vehicles, external, strict=True)]
-    return pd.DataFrame(
-        {
-            "session_id": table["transaction_id"].astype(str).to_numpy(),
-            "charger_id": charger_ids,
-            "vehicle_id": vehicles,
-            "start_s": start_s,
-            "stop_s": stop_s,
-            "is_open": stop_s < 0,
-            "meter_start_wh": meter_start,
-            "meter_stop_wh": meter_stop,
-            "wh_metered": meter_stop - meter_start,
-            "wh_twin": wh_twin,
-            "co2_kg": grams / 1000.0,
-            "external": external,
-            "clock_clamped": clamped,
-        }
+    return _session_frame(
+        session_ids=table["transaction_id"].astype(str).to_numpy(),
+        charger_ids=charger_ids,
+        vehicles=vehicles,
+        start_s=start_s,
+        stop_s=stop_s,
+        meter_start=meter_start,
+        meter_stop=meter_stop,
+        wh_twin=wh_twin,
+        grams=grams,
+        external=external,
+        clamped=clamped,
     )
 
 

@@ -193,13 +193,20 @@ def assert_feasible(problem: SiteProblem, plan: Plan, tol: float = TOL) -> Simpl
     return sim
 
 
+def rel_diff(a: float, b: float) -> float:
+    """|a - b| relative to the larger of |a|, |b| and 1 (objective values near zero)."""
+    return abs(a - b) / max(1.0, abs(a), abs(b))
+
+
 @pytest.fixture(scope="session")
 def opt() -> SimpleNamespace:
-    """Test helpers: ``build_problem``, ``random_problem``, ``resimulate``, ``assert_feasible``."""
+    """Test helpers: ``build_problem``, ``random_problem``, ``resimulate``, ``assert_feasible``,
+    ``rel_diff``."""
     return SimpleNamespace(
         build_problem=build_problem,
         random_problem=random_problem,
         resimulate=resimulate,
         assert_feasible=assert_feasible,
+        rel_diff=rel_diff,
         TOL=TOL,
     )

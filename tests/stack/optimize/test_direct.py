@@ -31,10 +31,6 @@ def reference() -> MpcOptimizer:
     )
 
 
-def _rel(a: float, b: float) -> float:
-    return abs(a - b) / max(1.0, abs(a), abs(b))
-
-
 def _grid(rng: np.random.Generator, n_slots: int) -> LinearGridConstraint:
     # A voltage-like quantity that drops with import, and a loading-like one that rises with it.
     base = np.vstack([rng.uniform(0.99, 1.01, n_slots), rng.uniform(20, 40, n_slots)])
@@ -61,7 +57,7 @@ def test_direct_equals_the_cvxpy_model(
     expected = reference.solve(problem, grid)
     opt.assert_feasible(problem, direct.plan)
     scored = evaluate_plan(problem, direct.plan, grid).total
-    assert _rel(scored, expected.objective.total) < 1e-6
+    assert opt.rel_diff(scored, expected.objective.total) < 1e-6
 
 
 def test_lp_value_equals_the_cvxpy_value(opt):
@@ -72,7 +68,7 @@ def test_lp_value_equals_the_cvxpy_value(opt):
     lp = build_site_lp(layout, True, 0, lp_coefficients(problem, layout, True))
     lp.problem.solve(solver="HIGHS")
     direct = solve_direct(problem)
-    assert _rel(direct.objective, float(lp.problem.value)) < 1e-7
+    assert opt.rel_diff(direct.objective, float(lp.problem.value)) < 1e-7
 
 
 def test_absent_evs_have_no_variables(opt):
@@ -102,7 +98,7 @@ def test_direct_failure_falls_back_to_the_cvxpy_model(opt, monkeypatch):
     result = MpcOptimizer(8, 2, True).solve(problem)
     assert result.solver == "CLARABEL"
     assert "Time limit" in result.fallback_reason
-    assert _rel(result.objective.total, offline_optimal(problem).objective.total) < 1e-5
+    assert opt.rel_diff(result.objective.total, offline_optimal(problem).objective.total) < 1e-5
     with pytest.raises(OptimizationError, match="Time limit"):
         MpcOptimizer(8, 2, True, fallback_solver=None).solve(problem)
 
@@ -121,7 +117,7 @@ def test_scaling_option_changes_the_path_not_the_optimum(opt):
     tuned = solve_direct(problem)
     plain = solve_direct(problem, options={"simplex_scale_strategy": 1})
     assert tuned.simplex_iterations > 0 and plain.simplex_iterations > 0
-    assert _rel(tuned.objective, plain.objective) < 1e-7
+    assert opt.rel_diff(tuned.objective, plain.objective) < 1e-7
     opt.assert_feasible(problem, tuned.plan)
 
 
@@ -147,7 +143,7 @@ def test_deep_taper_sessions_reach_the_reference_optimum(opt, reference, seed):
     expected = reference.solve(problem)
     opt.assert_feasible(problem, direct.plan)
     assert direct.taper_rows > MAX_EVS * HORIZON // 2
-    assert _rel(evaluate_plan(problem, direct.plan).total, expected.objective.total) < 1e-6
+    assert opt.rel_diff(evaluate_plan(problem, direct.plan).total, expected.objective.total) < 1e-6
 
 
 def test_stating_the_implied_energy_bounds_changes_nothing_but_the_path(opt):
@@ -155,6 +151,6 @@ def test_stating_the_implied_energy_bounds_changes_nothing_but_the_path(opt):
         problem = opt.random_problem(np.random.default_rng(20 + seed), n_slots=16, n_ev=6)
         free = solve_direct(problem)
         bounded = solve_direct(problem, implied_bounds=True)
-        assert _rel(free.objective, bounded.objective) < 1e-7
+        assert opt.rel_diff(free.objective, bounded.objective) < 1e-7
         assert (free.n_columns, free.n_rows) == (bounded.n_columns, bounded.n_rows)
         opt.assert_feasible(problem, free.plan)

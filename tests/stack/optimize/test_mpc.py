@@ -29,10 +29,6 @@ def mpc() -> MpcOptimizer:
     return MpcOptimizer(HORIZON, MAX_EVS, has_battery=True)
 
 
-def _rel(a: float, b: float) -> float:
-    return abs(a - b) / max(1.0, abs(a), abs(b))
-
-
 @pytest.mark.parametrize("seed", range(8))
 def test_plan_feasible_and_no_worse_than_baselines(opt, mpc, seed):
     rng = np.random.default_rng(seed)
@@ -58,7 +54,7 @@ def test_plan_feasible_and_no_worse_than_baselines(opt, mpc, seed):
     for other in (baseline, greedy_only, idle):
         assert best <= other + 1e-6 * max(1.0, abs(other))
     # The offline model (sparse layout, constants) is the same LP.
-    assert _rel(offline_optimal(problem).objective.total, best) < 1e-6
+    assert opt.rel_diff(offline_optimal(problem).objective.total, best) < 1e-6
 
 
 def test_dpp_resolve_matches_fresh_build(opt):
@@ -72,7 +68,7 @@ def test_dpp_resolve_matches_fresh_build(opt):
         for p in problems
     ]
     for a, b in zip(reused, fresh, strict=True):
-        assert _rel(a, b) < 1e-7
+        assert opt.rel_diff(a, b) < 1e-7
     assert len({round(v, 6) for v in reused}) == 3  # the data really changed between cycles
 
 
@@ -82,7 +78,7 @@ def test_shorter_problem_is_padded(opt, mpc):
     result = mpc.solve(problem)
     assert len(result.schedule) == 10
     opt.assert_feasible(problem, result.plan)
-    assert _rel(result.objective.total, offline_optimal(problem).objective.total) < 1e-6
+    assert opt.rel_diff(result.objective.total, offline_optimal(problem).objective.total) < 1e-6
 
 
 def test_import_limit_impossible_is_relaxed_and_reported(opt):
@@ -185,7 +181,7 @@ def test_fallback_solver_is_used_and_reported(opt):
     assert "NOT_A_SOLVER" in result.fallback_reason
     opt.assert_feasible(problem, result.plan, tol=1e-5)
     reference = offline_optimal(problem).objective.total
-    assert _rel(result.objective.total, reference) < 1e-5
+    assert opt.rel_diff(result.objective.total, reference) < 1e-5
     with pytest.raises(OptimizationError, match="could not be solved"):
         MpcOptimizer(8, 2, True, solver="NOT_A_SOLVER", fallback_solver=None).solve(problem)
 
