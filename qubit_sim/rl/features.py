@@ -194,7 +194,7 @@ class ObservationLayout:
             soc = total(battery_soc * capacity) / self._capacity_total
         else:
             soc = 0.0
-        n_connected = np.count_nonzero(connected)
+        n_connected = int(np.count_nonzero(connected))
         hours_left = departure_s - t_s
         hours_left *= connected
         hours_left /= 3600.0
