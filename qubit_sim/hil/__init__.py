@@ -1,7 +1,7 @@
 """Hardware in the loop: physical devices in place of chosen twins, behind a safety envelope.
 
 A bench file (``hil/*.yaml``, :mod:`qubit_sim.hil.bench`) names a scenario and the physical
-devices that replace (or shadow) its twins; :func:`run_bench` identifies them, prints the bench
+devices (batteries, PV inverters, chargers) that replace (or shadow) its twins; :func:`run_bench` identifies them, prints the bench
 report and runs the site on the wall clock with :class:`HilSimulation`. Every command passes an
 :class:`Envelope`; every write expires on the device by itself; a :class:`Watchdog` and the end
 of every run put the devices in their safe state. See ``hil/README.md``.
@@ -13,7 +13,9 @@ from qubit_sim.hil.devices import (
     DeviceReading,
     OcppCharger,
     RegisterMapBattery,
+    RegisterMapPv,
     SunSpecBattery,
+    SunSpecPv,
     make_device,
 )
 from qubit_sim.hil.envelope import Decision, Envelope
@@ -36,9 +38,11 @@ __all__ = [
     "Limits",
     "OcppCharger",
     "RegisterMapBattery",
+    "RegisterMapPv",
     "ShadowRecorder",
     "ShadowSample",
     "SunSpecBattery",
+    "SunSpecPv",
     "TeeLink",
     "Watchdog",
     "format_report",

@@ -12,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from qubit_sim.errors import ConfigIssue, ScenarioError
+from qubit_sim.scenario.loader import format_path, nearest_line, parse_yaml_mapping, yaml_line_map
 
 __all__ = [
     "Bench",
@@ -69,10 +69,12 @@ class RegisterPoint(_Model):
 
 
 class RegisterMap(_Model):
-    """A non-SunSpec battery: where its identity, measurements and controls live.
+    """A non-SunSpec battery or PV inverter: where its identity, measurements and controls live.
 
-    Required: ``p`` (measured power), ``setpoint`` (power command) and ``revert_timeout`` (the
-    expiry written before every setpoint). ``soc`` and the identity strings are optional.
+    Required: ``p`` (measured power), ``revert_timeout`` (the expiry written before every
+    command) and the command register: ``setpoint`` (battery power [W or kW]) or ``limit`` (PV
+    output cap [W, kW, or % of the rating ``limits.max_discharge_kw``]). ``soc`` and the identity
+    strings are optional.
     """
 
     manufacturer: RegisterPoint | None = None
@@ -80,15 +82,20 @@ class RegisterMap(_Model):
     serial: RegisterPoint | None = None
     p: RegisterPoint
     soc: RegisterPoint | None = None
-    setpoint: RegisterPoint
+    setpoint: RegisterPoint | None = None
+    limit: RegisterPoint | None = None
     revert_timeout: RegisterPoint
 
     @model_validator(mode="after")
     def _units(self) -> RegisterMap:
+        if (self.setpoint is None) == (self.limit is None):
+            raise ValueError("give a 'setpoint' (battery) or a 'limit' (PV) register, not both")
         for name in ("p", "setpoint"):
-            unit = getattr(self, name).unit
-            if unit not in ("W", "kW"):
-                raise ValueError(f"{name}.unit {unit!r} must be 'W' or 'kW'")
+            point = getattr(self, name)
+            if point is not None and point.unit not in ("W", "kW"):
+                raise ValueError(f"{name}.unit {point.unit!r} must be 'W' or 'kW'")
+        if self.limit is not None and self.limit.unit not in ("W", "kW", "%"):
+            raise ValueError(f"limit.unit {self.limit.unit!r} must be 'W', 'kW' or '%'")
         if self.soc is not None and self.soc.unit not in ("%", "fraction"):
             raise ValueError(f"soc.unit {self.soc.unit!r} must be '%' or 'fraction'")
         if self.revert_timeout.unit not in ("s", ""):
@@ -103,7 +110,9 @@ class ModbusSpec(_Model):
     port: int = Field(default=502, ge=1, le=65535)
     unit_id: int = Field(default=1, ge=1, le=247)
     timeout_s: float = Field(default=1.0, gt=0, description="per request [s]")
-    sunspec: bool = Field(default=False, description="SunSpec models 1/701/702/704 (+713/802)")
+    sunspec: bool = Field(
+        default=False, description="SunSpec models 1/701/702/704 (+713/802); PV 1/101|103/120/123"
+    )
     register_map: RegisterMap | None = None
 
     @model_validator(mode="after")
@@ -135,9 +144,15 @@ class Limits(_Model):
     soc_min: float = Field(default=0.0, ge=0, le=1)
     soc_max: float = Field(default=1.0, ge=0, le=1)
     max_ramp_kw_per_s: float | None = Field(default=None, gt=0, description="[kW/s]")
-    allowed_commands: list[Literal["set_power_limit", "start", "stop", "set_availability"]] = [
-        "set_power_limit"
-    ]
+    max_curtailment_pct: float = Field(
+        default=100.0,
+        ge=0,
+        le=100,
+        description="PV: the deepest curtailment, a cap below (100 - this) % of the rating [%]",
+    )
+    allowed_commands: list[
+        Literal["set_power_limit", "curtail", "start", "stop", "set_availability"]
+    ] = ["set_power_limit"]
     on_violation: Literal["clamp", "refuse"] = "clamp"
 
     @model_validator(mode="after")
@@ -151,6 +166,9 @@ class SafeState(_Model):
     """What a device is left in on exit, watchdog expiry or a crash."""
 
     p_kw: float = Field(default=0.0, description="battery setpoint / charger limit [kW]")
+    limit_pct: float | None = Field(
+        default=None, ge=0, le=100, description="PV cap [% of rating]; None: no curtailment"
+    )
     available: bool | None = Field(
         default=None, description="availability to restore (None: leave as it is)"
     )
@@ -160,7 +178,10 @@ class DeviceSpec(_Model):
     """One physical device of the bench."""
 
     id: str = Field(min_length=1)
-    replaces: str = Field(description="asset id of the twin it replaces (charger or battery)")
+    replaces: str = Field(description="asset id of the twin it replaces (charger, battery, PV)")
+    asset: Literal["charger", "battery", "pv"] | None = Field(
+        default=None, description="what it replaces; default charger (OCPP) / battery (Modbus)"
+    )
     mode: Literal["replace", "shadow"] = "replace"
     protocol: Literal["modbus", "ocpp"]
     modbus: ModbusSpec | None = None
@@ -171,6 +192,17 @@ class DeviceSpec(_Model):
     limits: Limits
     revert_s: int = Field(default=10, gt=0, description="Modbus setpoint expiry [s]")
     safe_state: SafeState = SafeState()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pv_defaults(cls, data: Any) -> Any:
+        # A PV inverter only injects and its one command is a curtailment: defaults that say so.
+        if isinstance(data, dict) and data.get("asset") == "pv":
+            limits = data.get("limits")
+            if isinstance(limits, dict):
+                defaults = {"max_charge_kw": 0.0, "allowed_commands": ["curtail"]}
+                data = {**data, "limits": {**defaults, **limits}}
+        return data
 
     @model_validator(mode="after")
     def _protocol_section(self) -> DeviceSpec:
@@ -193,12 +225,67 @@ class DeviceSpec(_Model):
             )
         if self.protocol == "ocpp" and limits.max_discharge_kw:
             raise ValueError("chargers only draw power: set limits.max_discharge_kw to 0")
+        wanted = {"ocpp": ("charger",), "modbus": ("battery", "pv")}[self.protocol]
+        if self.kind not in wanted:
+            raise ValueError(f"asset {self.kind!r} cannot be reached over {self.protocol}")
+        if self.kind == "pv":
+            self._check_pv()
+        else:
+            if "curtail" in limits.allowed_commands:
+                raise ValueError(f"'curtail' is a PV command; a {self.kind} takes set_power_limit")
+            if self.safe_state.limit_pct is not None:
+                raise ValueError("safe_state.limit_pct is for PV inverters; use safe_state.p_kw")
+        register_map = self.modbus.register_map if self.modbus is not None else None
+        if register_map is not None and (register_map.limit is None) == (self.kind == "pv"):
+            needed = "'limit'" if self.kind == "pv" else "'setpoint'"
+            raise ValueError(f"the register_map of a {self.kind} needs a {needed} register")
         return self
+
+    def _check_pv(self) -> None:
+        limits = self.limits
+        if limits.max_charge_kw or limits.max_discharge_kw <= 0:
+            raise ValueError(
+                "a PV inverter only injects: set limits.max_discharge_kw to its AC rating [kW] "
+                f"(found {limits.max_discharge_kw:g}) and max_charge_kw to 0 "
+                f"(found {limits.max_charge_kw:g})"
+            )
+        wrong = sorted(set(limits.allowed_commands) - {"curtail", "set_availability"})
+        if wrong:
+            raise ValueError(
+                f"allowed_commands {wrong} do not apply to a PV inverter; use 'curtail' "
+                "(or an empty list: no command at all)"
+            )
+        floor = 100.0 - limits.max_curtailment_pct
+        pct = self.safe_state.limit_pct
+        if pct is not None and pct < floor:
+            raise ValueError(
+                f"safe_state.limit_pct ({pct:g} %) curtails deeper than max_curtailment_pct "
+                f"allows (a cap of at least {floor:g} %)"
+            )
+        if self.safe_state.p_kw:
+            raise ValueError("a PV safe state is safe_state.limit_pct, not p_kw")
 
     @property
     def kind(self) -> str:
-        """``"charger"`` (OCPP) or ``"battery"`` (Modbus)."""
+        """``"charger"``, ``"battery"`` or ``"pv"`` (default: charger for OCPP, else battery)."""
+        if self.asset is not None:
+            return self.asset
         return "charger" if self.protocol == "ocpp" else "battery"
+
+    @property
+    def power_command(self) -> str:
+        """The envelope's name for a power command: ``curtail`` (PV) or ``set_power_limit``."""
+        return "curtail" if self.kind == "pv" else "set_power_limit"
+
+    @property
+    def safe_kw(self) -> float:
+        """The power command of the safe state [kW]: a battery setpoint, a charger limit, or a PV
+        output cap (its rating when the safe state is no curtailment)."""
+        if self.kind != "pv":
+            return self.safe_state.p_kw
+        rating = self.limits.max_discharge_kw
+        pct = self.safe_state.limit_pct
+        return rating if pct is None else rating * pct / 100.0
 
 
 class Bench(_Model):
@@ -231,38 +318,8 @@ class Bench(_Model):
         return self
 
 
-def _line_map(text: str) -> dict[tuple[Any, ...], int]:
-    lines: dict[tuple[Any, ...], int] = {}
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return lines
-
-    def walk(node: yaml.Node, path: tuple[Any, ...]) -> None:
-        lines.setdefault(path, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                lines[path + (key.value,)] = key.start_mark.line + 1
-                walk(value, path + (key.value,))
-        elif isinstance(node, yaml.SequenceNode):
-            for index, item in enumerate(node.value):
-                walk(item, path + (index,))
-
-    if root is not None:
-        walk(root, ())
-    return lines
-
-
 def _issue(loc: tuple[Any, ...], message: str, lines: dict[tuple[Any, ...], int]) -> ConfigIssue:
-    path = ""
-    for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    line = None
-    for cut in range(len(loc), -1, -1):
-        if loc[:cut] in lines:
-            line = lines[loc[:cut]]
-            break
-    return ConfigIssue(path, message, line)
+    return ConfigIssue(format_path(loc), message, nearest_line(lines, loc))
 
 
 def load_bench_text(text: str, *, source: str = "<text>", base_dir: Path | None = None) -> Bench:
@@ -271,18 +328,9 @@ def load_bench_text(text: str, *, source: str = "<text>", base_dir: Path | None 
     Raises:
         BenchError: with every problem found, each with its YAML path and line.
     """
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise BenchError([ConfigIssue("", f"not valid YAML: {problem}", line)], source) from None
-    if not isinstance(document, dict):
-        raise BenchError(
-            [ConfigIssue("", "expected a mapping with 'scenario' and 'devices'")], source
-        )
-    lines = _line_map(text)
+    expected = "a mapping with 'scenario' and 'devices'"
+    document = parse_yaml_mapping(text, source, expected, BenchError)
+    lines = yaml_line_map(text)
     try:
         bench = Bench.model_validate(document)
     except ValidationError as exc:

@@ -105,12 +105,14 @@ class DeviceBridge:
         return CommandResult(accepted, status[decision.action], decision.reason)
 
     async def start(self) -> CommandResult:
-        """Start (only when allowed by the bench)."""
-        return await self._command("start")
+        """Start a charging session (only when allowed by the bench): OCPP RemoteStart-
+        Transaction (1.6) / RequestStartTransaction (2.0.1); the charger's answer is returned."""
+        return await self._start_stop("start")
 
     async def stop(self) -> CommandResult:
-        """Stop (only when allowed by the bench)."""
-        return await self._command("stop")
+        """Stop the charging session (only when allowed by the bench): OCPP RemoteStop-
+        Transaction (1.6) / RequestStopTransaction (2.0.1)."""
+        return await self._start_stop("stop")
 
     async def set_availability(self, available: bool) -> CommandResult:
         """Availability (only when allowed by the bench)."""
@@ -144,13 +146,14 @@ class DeviceBridge:
         if self.dry_run:
             return
         safe = self.spec.safe_state
+        safe_kw = self.spec.safe_kw
         async with self._lock:
-            await self.device.write_power(safe.p_kw)
-            self.sent_kw = safe.p_kw
-            self.commands.append(CommandRecord(self.clock(), None, safe.p_kw, "safe"))
+            await self.device.write_power(safe_kw)
+            self.sent_kw = safe_kw
+            self.commands.append(CommandRecord(self.clock(), None, safe_kw, "safe"))
         if safe.available is not None:
             await self.device.set_availability(safe.available)
-        LOGGER.warning("%s: safe state (%g kW) written", self.id, safe.p_kw)
+        LOGGER.warning("%s: safe state (%g kW) written", self.id, safe_kw)
 
     async def _command(self, command: str) -> CommandResult:
         decision = self.envelope.check_command(command)
@@ -158,10 +161,23 @@ class DeviceBridge:
             return CommandResult(False, "Locked", "the bench is in its safe state")
         if decision.action == "refused":
             return CommandResult(False, "Refused", f"{command} is not in allowed_commands")
-        if command in ("start", "stop"):
-            # Chargers start and stop sessions themselves; a bench may only cap them.
-            return CommandResult(False, "NotSupported", f"{command} on a physical device")
         return CommandResult(True, "Accepted")
+
+    async def _start_stop(self, command: str) -> CommandResult:
+        verdict = await self._command(command)
+        if not verdict.accepted or self.dry_run:
+            return verdict
+        operation = getattr(self.device, command, None)
+        if operation is None:
+            return CommandResult(False, "NotSupported", f"{command} on a {self.spec.kind}")
+        try:
+            result: CommandResult = await operation()
+        except ProtocolError as exc:
+            self.errors.append(str(exc))
+            return CommandResult(False, "Failed", str(exc))
+        if not result.accepted:
+            LOGGER.warning("%s: %s answered %s %s", self.id, command, result.status, result.detail)
+        return result
 
     async def _apply(self) -> Decision | None:
         async with self._lock:
@@ -215,12 +231,14 @@ class TeeLink:
         return result
 
     async def start(self) -> Any:
-        """Start the twin (a physical device starts its own sessions)."""
-        return await self.twin.start()
+        """Both get it (the device only when the bench allows it); the twin's answer."""
+        result, _ = await asyncio.gather(self.twin.start(), self.bridge.start())
+        return result
 
     async def stop(self) -> Any:
-        """Stop the twin."""
-        return await self.twin.stop()
+        """Both get it (the device only when the bench allows it); the twin's answer."""
+        result, _ = await asyncio.gather(self.twin.stop(), self.bridge.stop())
+        return result
 
     async def set_availability(self, available: bool) -> Any:
         """Both get it."""

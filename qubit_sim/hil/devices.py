@@ -5,6 +5,10 @@
   falls back to 0 kW by itself.
 * :class:`SunSpecBattery` — a SunSpec battery through :class:`~qubit_sim.protocols.modbus_link.
   ModbusLink` with ``WSetRvrtTms``; identity from model 1 (``Mn``/``Md``/``SN``).
+* :class:`RegisterMapPv` / :class:`SunSpecPv` — a PV inverter. A command is an output cap [kW]:
+  the register map's ``limit`` (after its revert timeout), or SunSpec 123 ``WMaxLimPct`` [% of
+  the 120 ``WRtg``] with ``WMaxLimPct_RvrtTms`` and ``WMaxLim_Ena``; a cap at the rating releases
+  the limit (no curtailment). Left alone, the inverter lifts its limit by itself.
 * :class:`OcppCharger` — a charge point connected to the stack's CSMS under its own identity.
   At start it gets a ``TxDefaultProfile`` at stack level 0 holding the safe limit (open-ended);
   commands go out as a ``TxDefaultProfile`` at stack level 2 that is only valid until
@@ -32,13 +36,16 @@ from qubit_sim.errors import ProtocolError
 from qubit_sim.hil.bench import DeviceSpec, RegisterMap, RegisterPoint
 from qubit_sim.protocols.csms import Csms
 from qubit_sim.protocols.modbus_link import ModbusLink
+from qubit_sim.protocols.ocpp_csms_state import CommandResult
 
 __all__ = [
     "DeviceReading",
     "OcppCharger",
     "PhysicalDevice",
     "RegisterMapBattery",
+    "RegisterMapPv",
     "SunSpecBattery",
+    "SunSpecPv",
     "decode_point",
     "encode_point",
     "make_device",
@@ -226,12 +233,34 @@ class RegisterMapBattery:
 
     async def write_power(self, p_kw: float) -> None:
         """Write the revert timeout, then the setpoint [kW, + charge]."""
+        assert self.map.setpoint is not None
         async with self._lock:
             await self._write_point(self.map.revert_timeout, float(self.spec.revert_s))
             await self._write_point(self.map.setpoint, _from_kw(self.map.setpoint, p_kw))
 
     async def set_availability(self, available: bool) -> None:
         """A register-map battery has no availability control; its safe state is 0 kW."""
+
+
+class RegisterMapPv(RegisterMapBattery):
+    """A Modbus TCP PV inverter with the register map given in the bench file.
+
+    Its ``limit`` register caps the output [W, kW, or % of ``limits.max_discharge_kw``]; the
+    revert timeout goes out before every limit, so the inverter lifts it by itself.
+    """
+
+    async def write_power(self, p_kw: float) -> None:
+        """Write the revert timeout, then the output cap ``|p_kw|`` [kW]."""
+        point = self.map.limit
+        assert point is not None
+        cap_kw = abs(p_kw)
+        if point.unit == "%":
+            value = 100.0 * cap_kw / self.spec.limits.max_discharge_kw
+        else:
+            value = cap_kw * 1000.0 if point.unit == "W" else cap_kw
+        async with self._lock:
+            await self._write_point(self.map.revert_timeout, float(self.spec.revert_s))
+            await self._write_point(point, value)
 
 
 class SunSpecBattery:
@@ -241,16 +270,19 @@ class SunSpecBattery:
         spec: The bench device (protocol ``modbus`` with ``sunspec: true``).
     """
 
+    _kind = "battery"
+    _label = "SunSpec"
+
     def __init__(self, spec: DeviceSpec) -> None:
         assert spec.modbus is not None
         self.spec = spec
         m = spec.modbus
-        self.name = f"{spec.id} (modbus://{m.host}:{m.port} unit {m.unit_id}, SunSpec)"
+        self.name = f"{spec.id} (modbus://{m.host}:{m.port} unit {m.unit_id}, {self._label})"
         self.link = ModbusLink(
             m.host,
             m.port,
             m.unit_id,
-            "battery",
+            self._kind,
             timeout_s=m.timeout_s,
             revert_s=spec.revert_s,
             name=self.name,
@@ -284,6 +316,34 @@ class SunSpecBattery:
 
     async def set_availability(self, available: bool) -> None:
         """Connect or disconnect the battery (802 ``SetOp``)."""
+        await self.link.set_availability(available)
+
+
+class SunSpecPv(SunSpecBattery):
+    """A SunSpec PV inverter (models 1, 101 or 103, 120, 123); caps carry ``WMaxLimPct_RvrtTms``.
+
+    Args:
+        spec: The bench device (``asset: pv``, protocol ``modbus`` with ``sunspec: true``).
+    """
+
+    _kind = "pv"
+    _label = "SunSpec PV"
+
+    async def read(self) -> DeviceReading:
+        """Measured power [kW, < 0 while producing] (101/103 ``W`` with its scale factor)."""
+        state = await self.link.read()
+        return DeviceReading(float(state["p_kw"] or 0.0), None, time.monotonic(), state)
+
+    async def write_power(self, p_kw: float) -> None:
+        """Cap the output at ``|p_kw|`` [kW]; a cap at or above the rating lifts the limit."""
+        cap_kw = abs(p_kw)
+        if cap_kw >= self.spec.limits.max_discharge_kw - 1e-9:
+            await self.link.set_power_limit(None)
+        else:
+            await self.link.set_power_limit(cap_kw)
+
+    async def set_availability(self, available: bool) -> None:
+        """Connect or disconnect the inverter (123 ``Conn``)."""
         await self.link.set_availability(available)
 
 
@@ -424,6 +484,15 @@ class OcppCharger:
         if not result.accepted:
             raise ProtocolError(f"{self.name}: refused the charging profile: {result.status}")
 
+    async def start(self) -> CommandResult:
+        """RemoteStartTransaction (1.6) / RequestStartTransaction (2.0.1) on the connector."""
+        return await self.csms.remote_start(self.ocpp.identity, self.ocpp.connector)
+
+    async def stop(self) -> CommandResult:
+        """RemoteStopTransaction (1.6) / RequestStopTransaction (2.0.1) of the connector's
+        transaction (``NoTransaction`` when none runs)."""
+        return await self.csms.remote_stop(self.ocpp.identity, self.ocpp.connector)
+
     async def set_availability(self, available: bool) -> None:
         """ChangeAvailability of the connector."""
         result = await self.csms.change_availability(
@@ -442,6 +511,8 @@ def make_device(
             raise ProtocolError(f"device {spec.id}: an OCPP device needs the stack's CSMS")
         return OcppCharger(spec, csms, clock_factor)
     assert spec.modbus is not None
+    if spec.kind == "pv":
+        return SunSpecPv(spec) if spec.modbus.sunspec else RegisterMapPv(spec)
     if spec.modbus.sunspec:
         return SunSpecBattery(spec)
     return RegisterMapBattery(spec)

@@ -9,6 +9,10 @@ device keeps its previous command until that expires by itself. Commands not in
 ``allowed_commands`` are always refused. Every clamp and refusal is logged and kept in
 :attr:`Envelope.log`.
 
+For a PV inverter the command is an output cap [kW, >= 0] (``curtail``): its window is
+``[rating * (1 - max_curtailment_pct / 100), rating]`` with the rating ``max_discharge_kw``, and
+"no cap" is the rating itself (no curtailment).
+
 The ramp is judged on the wall clock (the device is physical); the clock is injected for tests.
 """
 
@@ -59,7 +63,8 @@ class Envelope:
     Args:
         device_id: Bench device id (for logs).
         limits: The device's limits from the bench file.
-        kind: ``"battery"`` or ``"charger"``; a charger's "no cap" becomes ``max_charge_kw``.
+        kind: ``"battery"``, ``"charger"`` or ``"pv"``; a charger's "no cap" becomes
+            ``max_charge_kw``, a PV inverter's its rating.
         initial_kw: The value the device is assumed to hold at start (its safe state) [kW].
         clock: Wall clock [s] (monotonic).
     """
@@ -78,6 +83,7 @@ class Envelope:
         self.kind = kind
         self.clock = clock
         self.last_kw = float(initial_kw)
+        self.command = "curtail" if kind == "pv" else "set_power_limit"
         self._last_t = clock()
         self.log: deque[Decision] = deque(maxlen=_LOG_SIZE)
         self.counts = {"passed": 0, "clamped": 0, "refused": 0}
@@ -86,8 +92,8 @@ class Envelope:
     def bounds(self, soc: float | None = None) -> tuple[float, float]:
         """The allowed power range now [kW]: rating, SOC window and ramp together."""
         limits = self.limits
-        low, high = -limits.max_discharge_kw, limits.max_charge_kw
-        if soc is not None and math.isfinite(soc):
+        low, high = self._window()
+        if soc is not None and math.isfinite(soc) and self.kind != "pv":
             if soc <= limits.soc_min:
                 low = max(low, 0.0)
             if soc >= limits.soc_max:
@@ -98,8 +104,16 @@ class Envelope:
             high = min(high, self.last_kw + step)
         # A ramp from outside a narrowed SOC window may leave no overlap: stay where we are.
         if low > high:
-            low = high = min(max(self.last_kw, -limits.max_discharge_kw), limits.max_charge_kw)
+            floor, ceiling = self._window()
+            low = high = min(max(self.last_kw, floor), ceiling)
         return low, high
+
+    def _window(self) -> tuple[float, float]:
+        limits = self.limits
+        if self.kind == "pv":
+            rating = limits.max_discharge_kw
+            return rating * (1.0 - limits.max_curtailment_pct / 100.0), rating
+        return -limits.max_discharge_kw, limits.max_charge_kw
 
     def check_power(self, p_kw: float | None, soc: float | None = None) -> Decision:
         """Judge a power command [kW]; a passed or clamped value counts as sent (ramp state).
@@ -110,20 +124,22 @@ class Envelope:
             soc: The device's SOC [fraction], when known.
         """
         now = self.clock()
-        if "set_power_limit" not in self.limits.allowed_commands:
-            return self._decide(now, "set_power_limit", p_kw, None, "refused", "not allowed")
+        command = self.command
+        if command not in self.limits.allowed_commands:
+            return self._decide(now, command, p_kw, None, "refused", "not allowed")
         wanted = p_kw
         if wanted is None or not math.isfinite(wanted):
-            wanted = self.limits.max_charge_kw if self.kind == "charger" else 0.0
+            no_cap = {"charger": self.limits.max_charge_kw, "pv": self._window()[1]}
+            wanted = no_cap.get(self.kind, 0.0)
         low, high = self.bounds(soc)
         if low <= wanted <= high:
-            decision = self._decide(now, "set_power_limit", p_kw, wanted, "passed")
+            decision = self._decide(now, command, p_kw, wanted, "passed")
         else:
             reason = self._why(wanted, soc)
             if self.limits.on_violation == "refuse":
-                return self._decide(now, "set_power_limit", p_kw, None, "refused", reason)
+                return self._decide(now, command, p_kw, None, "refused", reason)
             clamped = min(max(wanted, low), high)
-            decision = self._decide(now, "set_power_limit", p_kw, clamped, "clamped", reason)
+            decision = self._decide(now, command, p_kw, clamped, "clamped", reason)
         assert decision.sent_kw is not None
         self.last_kw = decision.sent_kw
         self._last_t = now
@@ -139,7 +155,16 @@ class Envelope:
     def _why(self, wanted: float, soc: float | None) -> str:
         limits = self.limits
         reasons = []
-        if wanted > limits.max_charge_kw:
+        if self.kind == "pv":
+            floor, rating = self._window()
+            if wanted < floor:
+                reasons.append(
+                    f"cap below {floor:g} kW: deeper than max_curtailment_pct "
+                    f"{limits.max_curtailment_pct:g}"
+                )
+            if wanted > rating:
+                reasons.append(f"cap above the rating max_discharge_kw {rating:g}")
+        elif wanted > limits.max_charge_kw:
             reasons.append(f"above max_charge_kw {limits.max_charge_kw:g}")
         if wanted < -limits.max_discharge_kw:
             reasons.append(f"below -max_discharge_kw {limits.max_discharge_kw:g}")

@@ -93,21 +93,21 @@ def run_bench(
     from qubit_sim.scenario.loader import load_scenario
 
     loaded_bench = bench if isinstance(bench, Bench) else load_bench(bench)
-    loaded = load_scenario(loaded_bench.scenario)
-    until_s = parse_duration(loaded_bench.until) if loaded_bench.until else None
+    until = loaded_bench.until
+    factory = partial(
+        HilSimulation,
+        bench=loaded_bench,
+        dry_run=dry_run,
+        on_ready=on_ready,
+        twin_tick_s=twin_tick_s,
+    )
     return runner.run_loaded(
-        loaded,
+        load_scenario(loaded_bench.scenario),
+        until_s=parse_duration(until) if until else None,
+        mode="hil",
+        simulation_factory=factory,
         seed=seed,
         out=out,
-        until_s=until_s,
         plots=plots,
         settle=settle,
-        mode="hil",
-        simulation_factory=partial(
-            HilSimulation,
-            bench=loaded_bench,
-            dry_run=dry_run,
-            on_ready=on_ready,
-            twin_tick_s=twin_tick_s,
-        ),
     )

@@ -69,7 +69,7 @@ class ShadowRecorder:
 
     Attributes:
         device_id: The bench device.
-        kind: ``"battery"`` or ``"charger"``.
+        kind: ``"battery"``, ``"charger"`` or ``"pv"``.
         tolerance_kw: How close counts as "reached" for the response delay [kW].
     """
 

@@ -36,6 +36,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from qubit_sim.errors import ConfigIssue, ProtocolError, SimulationError
 from qubit_sim.hil.bench import Bench, BenchError, DeviceSpec
 from qubit_sim.hil.bridge import CommandRecord, DeviceBridge, TeeLink
@@ -152,6 +154,10 @@ class HilSimulation(RealtimeSimulation):
         self.watchdog = Watchdog(bench.watchdog_s, self._on_watchdog)
         self._charger_index = {cid: i for i, cid in enumerate(self.fleet.ids)}
         self._battery_index = {bid: j for j, bid in enumerate(self.bank.ids)}
+        self._pv_index = {pid: j for j, pid in enumerate(site.pv_ids)}
+        self._pv_held: list[tuple[int, float]] = []
+        self._twin_links: list[tuple[list[Any], int, Any]] = []
+        self._pv_substituted_kwh = 0.0
         self._replaced: list[tuple[str, int, DeviceBridge]] = []
         self._shadowed: list[tuple[str, int, DeviceBridge]] = []
         self._substituted_kwh = 0.0
@@ -159,7 +165,11 @@ class HilSimulation(RealtimeSimulation):
         self._first_readings: dict[str, DeviceReading] = {}
 
     def _check_assets(self, site: SiteModel) -> None:
-        known = {"charger": set(site.fleet.ids), "battery": set(site.batteries.ids)}
+        known = {
+            "charger": set(site.fleet.ids),
+            "battery": set(site.batteries.ids),
+            "pv": set(site.pv_ids),
+        }
         issues = []
         for index, device in enumerate(self.bench.devices):
             if device.replaces not in known[device.kind]:
@@ -180,6 +190,7 @@ class HilSimulation(RealtimeSimulation):
         SOC) for step ``k``, before the meter, the time series and the power flow see it."""
         if not self._replaced:
             return
+        self._pv_after_physics(k)
         hours = self.dt / 3600.0
         fleet, bank = self.fleet, self.bank
         chargers = [(i, b.reading) for kind, i, b in self._replaced if kind == "charger"]
@@ -208,12 +219,37 @@ class HilSimulation(RealtimeSimulation):
             # count the jump.
             self._substituted_kwh -= bank.stored_kwh() - stored_kwh
 
+    def _pv_after_physics(self, k: int) -> None:
+        """A measured PV inverter stands in for the plant's available power at step ``k``; the
+        stack's cap is lifted for that step, as the device already obeys it (restored after the
+        step). The site meter and the PV energy then both count the measured power."""
+        plants = [(j, b.reading) for kind, j, b in self._replaced if kind == "pv"]
+        if not plants:
+            return
+        available = self.site.pv_available_kw
+        limits = self.setpoints.pv_limit_kw
+        hours = self.dt / 3600.0
+        for j, reading in plants:
+            if reading is None:
+                continue
+            measured_kw = max(-reading.p_kw, 0.0)  # PV injects: p_kw <= 0
+            cap_kw = float(limits[j])
+            twin_kw = float(available[k, j])
+            if cap_kw == cap_kw:  # NaN: no cap
+                twin_kw = min(twin_kw, max(cap_kw, 0.0))
+            self._pv_substituted_kwh += (twin_kw - measured_kw) * hours
+            self._pv_available_total[k] += measured_kw - available[k, j]
+            available[k, j] = measured_kw
+            self._pv_held.append((j, float(limits[j])))
+            limits[j] = np.nan
+
     def energy_balance(self) -> dict[str, float]:
         """As for a simulation, with the measured-minus-twin energy of replaced devices added."""
         balance = super().energy_balance()
         balance["devices_kwh"] += self._substituted_kwh
         balance["error_kwh"] = balance["meter_kwh"] - balance["devices_kwh"]
         balance["hil_substituted_kwh"] = self._substituted_kwh
+        balance["hil_pv_substituted_kwh"] = self._pv_substituted_kwh
         return balance
 
     # ----------------------------------------------------------------------------- start-up
@@ -245,7 +281,7 @@ class HilSimulation(RealtimeSimulation):
                     await device.close()
             raise ProtocolError("devices are not what the bench expects: " + " | ".join(wrong))
         for spec, device in zip(self.bench.devices, found_devices, strict=True):
-            envelope = Envelope(spec.id, spec.limits, spec.kind, initial_kw=spec.safe_state.p_kw)
+            envelope = Envelope(spec.id, spec.limits, spec.kind, initial_kw=spec.safe_kw)
             bridge = DeviceBridge(
                 device,
                 envelope,
@@ -284,7 +320,7 @@ class HilSimulation(RealtimeSimulation):
                 reading = fresh if fresh is not None else reading
             else:
                 # Re-written every round: it renews the revert timer while the device ramps.
-                await device.write_power(spec.safe_state.p_kw)
+                await device.write_power(spec.safe_kw)
                 reading = await device.read()
             if reading is not None and low - margin <= reading.p_kw <= high + margin:
                 break
@@ -306,9 +342,18 @@ class HilSimulation(RealtimeSimulation):
 
     def _attach(self, spec: DeviceSpec, bridge: DeviceBridge) -> None:
         # The bridge takes the twin's link slot: the stack writes through it as before.
-        charger = spec.kind == "charger"
-        links: list[Any] = self.charger_links if charger else self.battery_links
-        index = (self._charger_index if charger else self._battery_index)[spec.replaces]
+        slots: dict[str, list[Any]] = {
+            "charger": self.charger_links,
+            "battery": self.battery_links,
+            "pv": self.pv_links,
+        }
+        links = slots[spec.kind]
+        index = {
+            "charger": self._charger_index,
+            "battery": self._battery_index,
+            "pv": self._pv_index,
+        }[spec.kind][spec.replaces]
+        self._twin_links.append((links, index, links[index]))
         if spec.mode == "replace":
             links[index] = bridge
             self._replaced.append((spec.kind, index, bridge))
@@ -350,7 +395,12 @@ class HilSimulation(RealtimeSimulation):
             next_due = self._wall0 + (k + 1) * self.dt / self.factor
             self.watchdog.feed(next_due - time.perf_counter())
             self._call(self._read_and_refresh())
-        super()._step(k)
+        try:
+            super()._step(k)
+        finally:
+            held, self._pv_held = self._pv_held, []
+            for j, limit_kw in held:
+                self.setpoints.pv_limit_kw[j] = limit_kw
         if self._shadowed:
             self._record_shadow(k)
 
@@ -362,6 +412,11 @@ class HilSimulation(RealtimeSimulation):
                 continue
             if kind == "battery":
                 twin_p, twin_soc = float(self.bank.p_kw[index]), float(self.bank.soc[index])
+            elif kind == "pv":
+                available = float(self.site.pv_available_kw[k, index])
+                cap = float(self.setpoints.pv_limit_kw[index])
+                twin_p = -min(available, max(cap, 0.0)) if cap == cap else -available
+                twin_soc = float("nan")
             else:
                 twin_p, twin_soc = float(self.fleet.p_grid_kw[index]), float("nan")
             device_soc = float("nan") if reading.soc is None else float(reading.soc)
@@ -390,7 +445,7 @@ class HilSimulation(RealtimeSimulation):
                     # The simulation's loop may be the thing that hangs: a fresh connection.
                     asyncio.run(_safe_over_fresh_connection(spec))
                     bridge.commands.append(
-                        CommandRecord(time.monotonic(), None, spec.safe_state.p_kw, "safe")
+                        CommandRecord(time.monotonic(), None, spec.safe_kw, "safe")
                     )
                 else:
                     loop = self._loop
@@ -428,6 +483,9 @@ class HilSimulation(RealtimeSimulation):
         for bridge in self.bridges:
             with contextlib.suppress(Exception):
                 await bridge.device.close()
+        # The twins' own links go back in their slots, so that they are closed like the rest.
+        for links, index, twin_link in self._twin_links:
+            links[index] = twin_link
         await super()._close_all()
 
     def report(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -468,6 +526,7 @@ class HilSimulation(RealtimeSimulation):
         }
         manifest["hil"] = section
         kpis["hil_substituted_kwh"] = round(self._substituted_kwh, 6)
+        kpis["hil_pv_substituted_kwh"] = round(self._pv_substituted_kwh, 6)
         return kpis, manifest
 
 
@@ -475,6 +534,6 @@ async def _safe_over_fresh_connection(spec: DeviceSpec) -> None:
     device = make_device(spec)
     await device.connect()
     try:
-        await asyncio.wait_for(device.write_power(spec.safe_state.p_kw), _SAFE_TIMEOUT_S)
+        await asyncio.wait_for(device.write_power(spec.safe_kw), _SAFE_TIMEOUT_S)
     finally:
         await device.close()

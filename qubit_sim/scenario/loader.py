@@ -21,7 +21,15 @@ from qubit_sim.errors import ConfigIssue, ScenarioError
 from qubit_sim.scenario import schema
 from qubit_sim.scenario.templates import TemplateCatalogue
 
-__all__ = ["LoadedScenario", "format_path", "load_scenario", "load_scenario_text"]
+__all__ = [
+    "LoadedScenario",
+    "format_path",
+    "load_scenario",
+    "load_scenario_text",
+    "nearest_line",
+    "parse_yaml_mapping",
+    "yaml_line_map",
+]
 
 _SECTION_KIND = {"chargers": "charger", "batteries": "battery", "pv": "pv", "loads": "load"}
 
@@ -65,8 +73,9 @@ def format_path(loc: Iterable[Any]) -> str:
     return out
 
 
-def _line_map(text: str) -> dict[tuple[Any, ...], int]:
-    """Map each YAML path to the 1-based line where it starts."""
+def yaml_line_map(text: str) -> dict[tuple[Any, ...], int]:
+    """Map each YAML path (``("devices", 0, "id")``) to the 1-based line where it starts; empty
+    when the text is not valid YAML (its parse error carries the line instead)."""
     lines: dict[tuple[Any, ...], int] = {}
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -90,7 +99,40 @@ def _line_map(text: str) -> dict[tuple[Any, ...], int]:
     return lines
 
 
-def _nearest_line(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:
+def parse_yaml_mapping(
+    text: str,
+    source: str | None,
+    expected: str,
+    error: type[ScenarioError] = ScenarioError,
+) -> dict[str, Any]:
+    """The YAML document in ``text``, which must be a mapping.
+
+    Args:
+        text: The YAML.
+        source: Where it came from (error messages).
+        expected: What the mapping should hold, for the message, e.g. ``"a mapping with a 'site'
+            section"``.
+        error: The :class:`~qubit_sim.errors.ScenarioError` subclass to raise.
+
+    Raises:
+        ScenarioError: (``error``) when the text is not YAML (with the line of the problem) or
+            not a mapping.
+    """
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise error([ConfigIssue("", f"not valid YAML: {problem}", line)], source) from None
+    if not isinstance(document, dict):
+        found = type(document).__name__ if document is not None else "an empty file"
+        raise error([ConfigIssue("", f"expected {expected}, found {found}")], source)
+    return document
+
+
+def nearest_line(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:
+    """The line of ``loc`` or of its closest ancestor in ``lines`` (``None``: not found)."""
     for cut in range(len(loc), -1, -1):
         if loc[:cut] in lines:
             return lines[loc[:cut]]
@@ -159,7 +201,7 @@ def _issues_from_validation(
             if not isinstance(found, dict | list) and found is not None and "found" not in message:
                 shown = found.isoformat() if hasattr(found, "isoformat") else found
                 message += f" (found {shown!r})"
-        issues.append(ConfigIssue(format_path(loc), message, _nearest_line(lines, loc)))
+        issues.append(ConfigIssue(format_path(loc), message, nearest_line(lines, loc)))
     return issues
 
 
@@ -189,7 +231,7 @@ def _apply_templates(
                             format_path(loc),
                             f"unknown twin template {name!r}{suggest(name, catalogue.names())}; "
                             f"available: {', '.join(catalogue.names()) or 'none'}",
-                            _nearest_line(lines, loc),
+                            nearest_line(lines, loc),
                         )
                     )
                 elif template.kind != kind:
@@ -197,7 +239,7 @@ def _apply_templates(
                         ConfigIssue(
                             format_path(loc),
                             f"template {name!r} describes a {template.kind}, not a {kind}",
-                            _nearest_line(lines, loc),
+                            nearest_line(lines, loc),
                         )
                     )
                 else:
@@ -217,23 +259,14 @@ def load_scenario_text(
 ) -> LoadedScenario:
     """Validate scenario YAML given as text. See :func:`load_scenario`."""
     base = base_dir or Path.cwd()
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ScenarioError([ConfigIssue("", f"not valid YAML: {problem}", line)], source) from None
-    if not isinstance(document, dict):
-        found = type(document).__name__ if document is not None else "an empty file"
-        raise ScenarioError(
-            [ConfigIssue("", f"expected a mapping with a 'site' section, found {found}")], source
-        )
+    document = parse_yaml_mapping(text, source, "a mapping with a 'site' section")
     if overrides:
         document = _deep_merge(document, overrides)
-    lines = _line_map(text)
+    lines = yaml_line_map(text)
     issues: list[ConfigIssue] = []
-    document = _apply_templates(document, catalogue or TemplateCatalogue.default(base), lines, issues)
+    document = _apply_templates(
+        document, catalogue or TemplateCatalogue.default(base), lines, issues
+    )
     spec = None
     try:
         spec = schema.Scenario.model_validate(document)
@@ -306,7 +339,7 @@ def _controller_issues(
             format_path(loc),
             f"unknown controller {name!r}{suggest(name, controller_names())}; "
             f"registered: {', '.join(controller_names())}, or 'package.module:Class'",
-            _nearest_line(lines, loc),
+            nearest_line(lines, loc),
         )
     ]
 
@@ -318,7 +351,8 @@ def _semantic_issues(
     issues: list[ConfigIssue] = []
 
     def add(loc: tuple[Any, ...], message: str) -> None:
-        issues.append(ConfigIssue(format_path(loc), message, _nearest_line(lines, loc)))
+        issues.append(ConfigIssue(format_path(loc), message, nearest_line(lines, loc)))
+
     files: list[tuple[tuple[Any, ...], str]] = []
     if spec.evs is not None and spec.evs.sessions_csv:
         files.append((("evs", "sessions_csv"), spec.evs.sessions_csv))

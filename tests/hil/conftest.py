@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from qubit_sim.hil.testing.processes import FakeBatteryProcess
+from qubit_sim.hil.testing.processes import FakeBatteryProcess, gridless_scenario, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,3 +30,32 @@ def fake_batteries(
     yield start
     for battery in started:
         battery.stop()
+
+
+@pytest.fixture(scope="module")
+def gridless_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The lab site without its feeder: a bench process starts in seconds."""
+    site = ROOT / "hil" / "scenarios" / "lab_site.yaml"
+    return gridless_scenario(site, tmp_path_factory.mktemp("site"))
+
+
+@pytest.fixture
+def hil_process(tmp_path: Path) -> Iterator[Callable[[Path], subprocess.Popen[str]]]:
+    """``start(bench)`` runs ``qubit-sim hil bench`` as its own process; killed at teardown."""
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(bench: Path) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "qubit_sim", "hil", str(bench), "--out", str(tmp_path / "out")]
+            + ["--no-plots"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        stop_process(proc)

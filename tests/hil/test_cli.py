@@ -11,13 +11,11 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from qubit_sim.cli import app
@@ -26,7 +24,6 @@ from qubit_sim.hil.devices import RegisterMapBattery
 from qubit_sim.hil.testing.processes import (
     FakeBatteryProcess,
     battery_device,
-    stop_process,
     wait_for,
     write_bench,
 )
@@ -34,37 +31,6 @@ from qubit_sim.hil.testing.processes import (
 ROOT = Path(__file__).resolve().parents[2]
 LAB_SITE = ROOT / "hil" / "scenarios" / "lab_site.yaml"
 REVERT_S = 2
-
-
-@pytest.fixture(scope="module")
-def gridless_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The lab site without its feeder: the process starts in seconds."""
-    scenario = yaml.safe_load(LAB_SITE.read_text())
-    del scenario["grid"]
-    path = tmp_path_factory.mktemp("site") / "lab_site_gridless.yaml"
-    path.write_text(yaml.safe_dump(scenario))
-    return path
-
-
-@pytest.fixture
-def hil_process(tmp_path: Path) -> Iterator[Callable[[Path], subprocess.Popen[str]]]:
-    procs: list[subprocess.Popen[str]] = []
-
-    def start(bench: Path) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "qubit_sim", "hil", str(bench), "--out", str(tmp_path / "out")]
-            + ["--no-plots"],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        stop_process(proc)
 
 
 def _read_power_kw(battery: FakeBatteryProcess) -> float:
@@ -81,20 +47,35 @@ def _read_power_kw(battery: FakeBatteryProcess) -> float:
     return asyncio.run(read())
 
 
-def _commanding(battery: FakeBatteryProcess) -> bool:
-    return any(w["setpoint_kw"] >= 4.9 for w in battery.setpoint_writes())
+Commanded = Callable[[int], tuple[FakeBatteryProcess, subprocess.Popen[str]]]
 
 
-def test_after_kill_9_the_device_reverts_by_itself(
+@pytest.fixture
+def commanded(
     fake_batteries: Callable[..., FakeBatteryProcess],
     hil_process: Callable[[Path], subprocess.Popen[str]],
     gridless_site: Path,
     tmp_path: Path,
-) -> None:
-    battery = fake_batteries()
-    device = battery_device(battery.port, revert_s=REVERT_S)
-    proc = hil_process(write_bench(tmp_path, gridless_site, [device], until="1h"))
-    wait_for(lambda: _commanding(battery) or proc.poll() is not None, 90, "the bench to command")
+) -> Commanded:
+    """``start(revert_s)``: a stand-in battery and a bench process commanding it 5 kW with
+    setpoints that expire after ``revert_s``; returns once the bench commands it."""
+
+    def start(revert_s: int) -> tuple[FakeBatteryProcess, subprocess.Popen[str]]:
+        battery = fake_batteries()
+        device = battery_device(battery.port, revert_s=revert_s)
+        proc = hil_process(write_bench(tmp_path, gridless_site, [device], until="1h"))
+
+        def commanding() -> bool:
+            return any(w["setpoint_kw"] >= 4.9 for w in battery.setpoint_writes())
+
+        wait_for(lambda: commanding() or proc.poll() is not None, 90, "the bench to command")
+        return battery, proc
+
+    return start
+
+
+def test_after_kill_9_the_device_reverts_by_itself(commanded: Commanded) -> None:
+    battery, proc = commanded(REVERT_S)
     assert proc.poll() is None, proc.communicate()
     wait_for(lambda: _read_power_kw(battery) > 4.9, 5, "the battery to follow")
     proc.send_signal(signal.SIGKILL)
@@ -110,16 +91,8 @@ def test_after_kill_9_the_device_reverts_by_itself(
     assert "identity OK" in stdout and "envelope [-5, 5] kW" in stdout
 
 
-def test_ctrl_c_puts_the_device_in_its_safe_state_and_exits(
-    fake_batteries: Callable[..., FakeBatteryProcess],
-    hil_process: Callable[[Path], subprocess.Popen[str]],
-    gridless_site: Path,
-    tmp_path: Path,
-) -> None:
-    battery = fake_batteries()
-    device = battery_device(battery.port, revert_s=30)  # only the safe state brings it to 0
-    proc = hil_process(write_bench(tmp_path, gridless_site, [device], until="1h"))
-    wait_for(lambda: _commanding(battery) or proc.poll() is not None, 90, "the bench to command")
+def test_ctrl_c_puts_the_device_in_its_safe_state_and_exits(commanded: Commanded) -> None:
+    battery, proc = commanded(30)  # setpoints last 30 s: only the safe state brings it to 0
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from qubit_sim.errors import ProtocolError
 from qubit_sim.hil.bench import DeviceSpec, RegisterPoint
 from qubit_sim.hil.devices import OcppCharger, SunSpecBattery, decode_point, encode_point
+from qubit_sim.hil.testing.processes import sunspec_battery_device
 from qubit_sim.protocols.csms import Csms
 from qubit_sim.twins.der_device import SimpleBattery
 from qubit_sim.twins.sunspec_server import SunSpecServer
@@ -65,16 +66,7 @@ def test_a_value_that_does_not_fit_is_refused() -> None:
 
 
 def _battery_spec(port: int) -> DeviceSpec:
-    return DeviceSpec.model_validate(
-        {
-            "id": "sunspec_bess",
-            "replaces": "lab_battery",
-            "protocol": "modbus",
-            "modbus": {"port": port, "sunspec": True},
-            "limits": {"max_charge_kw": 5, "max_discharge_kw": 5},
-            "revert_s": 7,
-        }
-    )
+    return DeviceSpec.model_validate(sunspec_battery_device(port))
 
 
 def test_a_sunspec_battery_identifies_itself_and_setpoints_carry_a_revert_timer() -> None:

@@ -10,7 +10,8 @@ def test_all_is_pinned_and_sorted() -> None:
     assert set(hil.__all__) == {
         "Bench", "BenchError", "CommandRecord", "Decision", "DeviceBridge", "DeviceReading",
         "DeviceSpec", "Envelope", "HilSimulation", "IdentityCheck", "Limits", "OcppCharger",
-        "RegisterMapBattery", "ShadowRecorder", "ShadowSample", "SunSpecBattery", "TeeLink",
+        "RegisterMapBattery", "RegisterMapPv", "ShadowRecorder", "ShadowSample", "SunSpecBattery",
+        "SunSpecPv", "TeeLink",
         "Watchdog", "format_report", "load_bench", "load_bench_text", "make_device", "run_bench",
     }  # fmt: skip
     for name in hil.__all__:

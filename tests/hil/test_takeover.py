@@ -22,7 +22,12 @@ from qubit_sim.hil.bench import DeviceSpec
 from qubit_sim.hil.bridge import DeviceBridge
 from qubit_sim.hil.devices import SunSpecBattery
 from qubit_sim.hil.envelope import Envelope
-from qubit_sim.hil.testing.processes import FakeBatteryProcess, battery_device, write_bench
+from qubit_sim.hil.testing.processes import (
+    FakeBatteryProcess,
+    battery_device,
+    sunspec_battery_device,
+    write_bench,
+)
 from qubit_sim.twins.der_device import SimpleBattery
 from qubit_sim.twins.sunspec_server import SunSpecServer
 
@@ -69,15 +74,7 @@ def test_a_device_that_does_not_obey_stops_the_run_in_its_safe_state(
 
 def _spec(port: int) -> DeviceSpec:
     return DeviceSpec.model_validate(
-        {
-            "id": "sunspec_bess",
-            "replaces": "lab_battery",
-            "protocol": "modbus",
-            "modbus": {"port": port, "sunspec": True},
-            "limits": {"max_charge_kw": 5, "max_discharge_kw": 5},
-            "revert_s": 7,
-            "safe_state": {"p_kw": 0.0, "available": False},
-        }
+        sunspec_battery_device(port, safe_state={"p_kw": 0.0, "available": False})
     )
 
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
 import time
@@ -40,6 +39,7 @@ from pathlib import Path
 
 from qubit_sim.hil.bench import RegisterPoint
 from qubit_sim.hil.devices import decode_point, encode_point
+from qubit_sim.hil.testing.standin import run_stand_in, stand_in_parser
 from qubit_sim.protocols.sunspec.transport import ModbusRegisterServer
 
 __all__ = ["FakeBattery", "REGISTER_MAP", "main"]
@@ -194,23 +194,16 @@ async def _serve(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point (see the module docstring)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--unit-id", type=int, default=3)
+    identity = ("Acme Storage", "AB-10", "SN-0001")
+    parser = stand_in_parser(__doc__.splitlines()[0], unit_id=3, identity=identity)
     parser.add_argument("--capacity-kwh", type=float, default=20.0)
     parser.add_argument("--soc", type=float, default=0.5)
     parser.add_argument("--ramp-kw-per-s", type=float, default=20.0)
     parser.add_argument("--max-kw", type=float, default=10.0)
-    parser.add_argument("--manufacturer", default="Acme Storage")
-    parser.add_argument("--model", default="AB-10")
-    parser.add_argument("--serial", default="SN-0001")
     parser.add_argument("--log", type=Path, default=None)
     parser.add_argument("--initial-kw", type=float, default=0.0)
     parser.add_argument("--stuck-kw", type=float, default=None)
-    args = parser.parse_args(argv)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args))
+    run_stand_in(_serve, parser, argv)
 
 
 if __name__ == "__main__":

@@ -22,8 +22,12 @@ from qubit_sim.hil.testing.fake_battery import REGISTER_MAP
 
 __all__ = [
     "FakeBatteryProcess",
+    "FakePvProcess",
     "battery_device",
+    "gridless_scenario",
     "free_port",
+    "pv_device",
+    "sunspec_battery_device",
     "stop_process",
     "wait_for",
     "write_bench",
@@ -66,19 +70,8 @@ class FakeBatteryProcess:
         Raises:
             RuntimeError: when it does not start.
         """
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "qubit_sim.hil.testing.fake_battery", "--log", str(log), *args],
-            cwd=cwd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.startswith("listening on"):
-            stop_process(proc)
-            raise RuntimeError(f"fake battery did not start: {line!r}")
-        return cls(proc, int(line.rsplit(":", 1)[1]), log)
+        proc, port = _spawn("qubit_sim.hil.testing.fake_battery", ["--log", str(log), *args], cwd)
+        return cls(proc, port, log)
 
     def stop(self) -> None:
         """Kill it."""
@@ -93,6 +86,89 @@ class FakeBatteryProcess:
     def setpoint_writes(self) -> list[dict[str, Any]]:
         """Writes that set the power setpoint."""
         return [e for e in self.events() if e["event"] == "write" and e["address"] == 200]
+
+
+def _spawn(module: str, args: list[str], cwd: Path | None) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("listening on"):
+        stop_process(proc)
+        raise RuntimeError(f"{module} did not start: {line!r}")
+    return proc, int(line.rsplit(":", 1)[1])
+
+
+@dataclass
+class FakePvProcess:
+    """A running ``python -m qubit_sim.hil.testing.fake_pv`` process (SunSpec PV inverter).
+
+    Attributes:
+        proc: The process.
+        port: Its Modbus TCP port on 127.0.0.1.
+    """
+
+    proc: subprocess.Popen[str]
+    port: int
+
+    @classmethod
+    def start(cls, *args: str, cwd: Path | None = None) -> FakePvProcess:
+        """Start one on a free port; returns once it listens.
+
+        Raises:
+            RuntimeError: when it does not start.
+        """
+        return cls(*_spawn("qubit_sim.hil.testing.fake_pv", list(args), cwd))
+
+    def stop(self) -> None:
+        """Kill it."""
+        stop_process(self.proc)
+
+
+def pv_device(port: int, **overrides: Any) -> dict[str, Any]:
+    """A bench device entry for a fake PV inverter on ``port`` replacing ``lab_pv``: 10 kW
+    rating, at most 50 % curtailment, caps expiring after 2 s."""
+    device: dict[str, Any] = {
+        "id": "inverter",
+        "replaces": "lab_pv",
+        "asset": "pv",
+        "protocol": "modbus",
+        "modbus": {"port": port, "sunspec": True},
+        "identity": {"manufacturer": "Sol Lab", "model": "SL-10", "serial": "PV-0001"},
+        "limits": {"max_discharge_kw": 10, "max_curtailment_pct": 50},
+        "revert_s": 2,
+    }
+    device.update(overrides)
+    return device
+
+
+def sunspec_battery_device(port: int, **overrides: Any) -> dict[str, Any]:
+    """A bench device entry for a SunSpec battery on ``port`` replacing ``lab_battery``: 5 kW
+    both ways, setpoints expiring after 7 s."""
+    device: dict[str, Any] = {
+        "id": "sunspec_bess",
+        "replaces": "lab_battery",
+        "protocol": "modbus",
+        "modbus": {"port": port, "sunspec": True},
+        "limits": {"max_charge_kw": 5, "max_discharge_kw": 5},
+        "revert_s": 7,
+    }
+    device.update(overrides)
+    return device
+
+
+def gridless_scenario(scenario: Path, folder: Path) -> Path:
+    """A copy of ``scenario`` in ``folder`` without its feeder (a process starts in seconds)."""
+    document = yaml.safe_load(scenario.read_text())
+    del document["grid"]
+    path = folder / f"{scenario.stem}_gridless.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
 
 
 def battery_device(port: int, **overrides: Any) -> dict[str, Any]:
