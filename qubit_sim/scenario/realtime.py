@@ -55,6 +55,7 @@ from qubit_sim.scenario.build import SiteModel
 from qubit_sim.scenario.wire import WireSimulation, _FaultableCsms, ocpp_security
 from qubit_sim.twins.fleet_devices import BankBattery, PlantPv
 from qubit_sim.twins.ocpp_cp import OcppChargePointTwin
+from qubit_sim.twins.ocpp_meter_view import StepMeteredCharger
 from qubit_sim.twins.sunspec_server import SunSpecServer
 
 __all__ = ["Endpoint", "LagPolicy", "LagStats", "RealtimeSimulation", "ServeOptions", "serve"]
@@ -461,7 +462,7 @@ class RealtimeSimulation(WireSimulation):
         for i, charger in enumerate(devices.chargers):
             cp_id = self.fleet.ids[i]
             twin = OcppChargePointTwin(
-                charger,
+                StepMeteredCharger(devices, charger.i, self.engine, self.site.clock.n_steps),
                 cp_id,
                 url,
                 version=devices.charger_versions[i],

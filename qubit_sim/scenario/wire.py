@@ -71,6 +71,7 @@ from qubit_sim.scenario.simulation import Simulation
 from qubit_sim.twins.fleet_devices import BankBattery, PlantPv
 from qubit_sim.twins.links import SetpointChanges
 from qubit_sim.twins.ocpp_cp import OcppChargePointTwin
+from qubit_sim.twins.ocpp_meter_view import StepMeteredCharger
 from qubit_sim.twins.sunspec_server import SunSpecServer
 
 __all__ = ["OcppSecurity", "WireSimulation", "ocpp_security"]
@@ -367,7 +368,7 @@ class WireSimulation(Simulation):
         for i, charger in enumerate(devices.chargers):
             cp_id = self.fleet.ids[i]
             twin = OcppChargePointTwin(
-                charger,
+                StepMeteredCharger(devices, charger.i, self.engine, self.site.clock.n_steps),
                 cp_id,
                 csms.url,
                 version=devices.charger_versions[i],

@@ -126,12 +126,10 @@ def test_the_charger_identifies_itself_from_its_boot(charger_run: dict[str, Any]
 def test_the_chargers_measured_power_is_the_sites(charger_run: dict[str, Any]) -> None:
     frame = charger_run["hil"].timeseries()
     lab1 = frame["charger_lab1_p_kw"]
-    # Capped at 7 kW by the envelope although the stack asked for 9 kW, from the first reading
-    # that followed the takeover. An earlier one may still show the charger's own 22 kW: this
-    # stand-in charger's triggered meter value can read 0 kW while its physics still draws
-    # 22 kW, so the takeover check cannot see it (the two processes race on the wall clock).
-    taken_over = int(np.argmax(lab1.to_numpy() <= 7.0 + 0.05))
-    assert lab1.iloc[taken_over:].max() == pytest.approx(7.0, abs=0.05)
+    # Capped at 7 kW by the envelope although the stack asked for 9 kW, over the whole run: the
+    # takeover reading is what the charger draws at that instant, so no reading the bench
+    # records can still show the charger's own 22 kW.
+    assert lab1.max() == pytest.approx(7.0, abs=0.05)
     assert lab1.iloc[-1] == pytest.approx(7.0, abs=0.05)
     takeover = _device(charger_run["hil"], "charge_point")["takeover"]
     assert takeover["p_kw"] <= 7.0 and takeover["wait_s"] >= 0.0
