@@ -88,6 +88,7 @@ def _run(
     hours: float,
     controller: Any,
     built: list[Simulation] | None = None,
+    settle: bool = False,
 ) -> tuple[RunResult, Simulation]:
     """Run through the public API, keeping hold of the simulation object it builds."""
     sink: list[Simulation] = [] if built is None else built
@@ -111,7 +112,7 @@ def _run(
             until_s=int(hours * 3600),
             controller=controller,
             plots=False,
-            settle=False,
+            settle=settle,
             mode=mode,
         )
     return result, sink[0]
@@ -128,12 +129,26 @@ def pair(
     for mode in ("fast", "wire"):
         out = tmp_path_factory.mktemp(f"{scenario.stem}-{mode}")
         controller = JitterRules(threshold_kw=THRESHOLD_KW.get(scenario.stem))
-        runs[mode], runs[f"{mode}_sim"] = _run(scenario, mode, out, hours, controller)
+        runs[mode], runs[f"{mode}_sim"] = _run(
+            scenario, mode, out, hours, controller, settle=mode == "wire"
+        )
         runs[f"{mode}_controller"] = controller
     return runs
 
 
 # ---------------------------------------------------------------------------- whole runs
+
+
+def test_wire_run_settles_from_the_csms_and_reconciles(pair: dict[str, Any]) -> None:
+    """Settlement of a wire run invoices what the CSMS received over OCPP, and every
+    reconciliation check of it against the twins passes."""
+    wire = pair["wire"]
+    assert (wire.out_dir / "csms_transactions.parquet").is_file()
+    assert wire.manifest["settlement"]["reconciliation"] == "pass"
+    report = json.loads((wire.out_dir / "settlement" / "reconciliation.json").read_text())
+    checks = {check["name"]: check for check in report["checks"]}
+    assert report["passed"] and all(check["passed"] for check in checks.values()), checks
+    assert checks["charging_sessions"]["source"] == "csms_transactions"
 
 
 def test_fast_and_wire_write_identical_results(pair: dict[str, Any]) -> None:
