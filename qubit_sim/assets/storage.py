@@ -153,10 +153,19 @@ class BatteryBank:
         self.soc = np.array([soc_new])
         self.p_kw = np.array([p_kw])
         self.p_total_kw = p_kw + 0.0  # as numpy sums: from +0.0, so -0.0 becomes 0.0
-        self.e_charged_kwh[0] += ac_kwh if ac_kwh > 0.0 else 0.0
-        self.e_discharged_kwh[0] -= ac_kwh if ac_kwh < 0.0 else 0.0
-        self._loss_kwh[0] += (ac_kwh - stored_kwh) + sd_kwh
-        self._throughput_kwh[0] += abs(ac_kwh)
+        # Adding a zero leaves a sum that is not -0.0 as it is, and these sums start at +0.0
+        # and never become -0.0: the element updates are skipped when the term is zero.
+        if ac_kwh > 0.0:
+            self.e_charged_kwh[0] += ac_kwh
+            self._throughput_kwh[0] += ac_kwh
+        elif ac_kwh < 0.0:
+            self.e_discharged_kwh[0] -= ac_kwh
+            self._throughput_kwh[0] += -ac_kwh
+        elif ac_kwh != ac_kwh:
+            self._throughput_kwh[0] += abs(ac_kwh)
+        loss_kwh = (ac_kwh - stored_kwh) + sd_kwh
+        if loss_kwh:
+            self._loss_kwh[0] += loss_kwh
 
     def step(self, p_set_kw: np.ndarray, dt_s: float) -> np.ndarray:
         """Apply setpoints for ``dt_s``; returns the actual power [kW].

@@ -73,7 +73,13 @@ class Recorder:
 
     def row(self) -> np.ndarray:
         """The buffer row for the current step; fill it, then call :meth:`commit`."""
-        return self._buffer[self._fill]
+        try:
+            return self._buffer[self._fill]
+        except IndexError:
+            # A full kept array goes on in chunks; the chunk buffer is allocated only when a row
+            # is asked for, so a run that ends exactly there never pays for zeroing it.
+            self._buffer = np.zeros((self.chunk_rows, len(self.columns)))
+            return self._buffer[self._fill]
 
     def commit(self) -> None:
         self._fill += 1
@@ -95,7 +101,7 @@ class Recorder:
                 self._direct = False
                 self._rows_flushed = self._fill
                 self._fill = 0
-                self._buffer = np.zeros((self.chunk_rows, len(self.columns)))
+                self._buffer = self._buffer[:0]
             return
         if self._fill == 0:
             return

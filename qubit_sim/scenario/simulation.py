@@ -15,6 +15,7 @@ arrival and leaves at the last step start at or before its departure.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
@@ -139,6 +140,7 @@ class Simulation:
         self._curtailing = False
         self._expected_setpoints: tuple[tuple[str, tuple[int]], ...] | None = None
         self._plug_changes = 0  # EVs plugged in or out so far
+        self._iso_cache: dict[int, str] = {}
         self._ev_max: tuple[int, int, np.ndarray] | None = None
         grid_spec = site.scenario.spec.grid
         self._power_flow_on = (
@@ -235,13 +237,45 @@ class Simulation:
         self.session_plan = assign_chargers(
             arrive, depart, np.asarray(sessions.home_charger), self.fleet.n
         )
+        # What an arrival reads of its session, as Python values once: the same floats, without
+        # a numpy scalar read per value and arrival.
+        self._session_values = list(
+            zip(
+                [str(v) for v in sessions.vehicle_id],
+                np.asarray(sessions.arrival_soc, dtype=float).tolist(),
+                np.asarray(sessions.e_needed_kwh, dtype=float).tolist(),
+                np.asarray(sessions.capacity_kwh, dtype=float).tolist(),
+                np.asarray(sessions.max_ac_kw, dtype=float).tolist(),
+                np.asarray(sessions.max_dc_kw, dtype=float).tolist(),
+                np.asarray(sessions.knee_soc, dtype=float).tolist(),
+                depart.tolist(),
+                self.session_plan.tolist(),
+                strict=True,
+            )
+        )
         at = self.engine.at
         for s in np.flatnonzero(arrive < horizon).tolist():
             at(int(arrive[s]), partial(self._arrive, s))
 
     # ----------------------------------------------------------------- events
+    def _iso(self, t_s: int) -> str:
+        """:meth:`SimClock.iso <qubit_sim.core.clock.SimClock.iso>`, formatted once per instant
+        (events share their few instants; formatting a timestamp costs microseconds)."""
+        text = self._iso_cache.get(t_s)
+        if text is None:
+            moment = self.site.clock.to_utc(t_s)
+            # isoformat writes the same digits as strftime("%Y-%m-%dT%H:%M:%S") in less time,
+            # for four-digit years.
+            if moment.year >= 1000:
+                text = moment.isoformat(timespec="seconds")[:19] + "Z"
+            else:
+                text = self.site.clock.iso(t_s)
+            self._iso_cache[t_s] = text
+        return text
+
     def _event(self, kind: str, **data: Any) -> None:
-        record = {"t_s": self.engine.now_s, "time": self.site.clock.iso(self.engine.now_s)}
+        now = self.engine.now_s
+        record = {"t_s": now, "time": self._iso(now)}
         record["type"] = kind
         record.update(data)
         self._write_record(record)
@@ -254,12 +288,11 @@ class Simulation:
             self.events.append(record)
 
     def _arrive(self, s: int) -> None:
-        sessions = self.site.sessions
         fleet = self.fleet
         now = self.engine.now_s
-        depart = int(self.session_depart_s[s])
-        vehicle = str(sessions.vehicle_id[s])
-        charger = int(self.session_plan[s])
+        vehicle, soc, e_needed, capacity, max_ac, max_dc, knee, depart, charger = (
+            self._session_values[s]
+        )
         if charger < 0:
             self.session_rejected[s] = True
             reason = "stay shorter than a step" if depart <= now else "no free charger"
@@ -273,12 +306,12 @@ class Simulation:
         fleet.plug(
             charger,
             s,
-            soc=float(sessions.arrival_soc[s]),
-            e_needed_kwh=float(sessions.e_needed_kwh[s]),
-            capacity_kwh=float(sessions.capacity_kwh[s]),
-            max_ac_kw=float(sessions.max_ac_kw[s]),
-            max_dc_kw=float(sessions.max_dc_kw[s]),
-            knee_soc=float(sessions.knee_soc[s]),
+            soc=soc,
+            e_needed_kwh=e_needed,
+            capacity_kwh=capacity,
+            max_ac_kw=max_ac,
+            max_dc_kw=max_dc,
+            knee_soc=knee,
             departure_s=depart,
         )
         self.session_charger[s] = charger
@@ -289,9 +322,9 @@ class Simulation:
             session=s,
             vehicle_id=vehicle,
             charger_id=fleet.ids[charger],
-            soc=round(float(sessions.arrival_soc[s]), 6),
-            e_needed_kwh=round(float(sessions.e_needed_kwh[s]), 6),
-            departure=self.site.clock.iso(depart),
+            soc=round(soc, 6),
+            e_needed_kwh=round(e_needed, 6),
+            departure=self._iso(depart),
         )
         if self.coordinator is not None:
             self.coordinator.plugged(charger)
@@ -315,7 +348,7 @@ class Simulation:
 
     def _meter_wh(self, charger: int) -> int:
         """The charger's energy register [Wh], rounded down as a whole-Wh meter reads it."""
-        return int(np.floor(self.fleet.e_register_kwh[charger] * 1000.0 + 1e-6))
+        return math.floor(self.fleet.e_register_kwh[charger] * 1000.0 + 1e-6)
 
     def _depart(self, charger: int, s: int) -> None:
         fleet = self.fleet
@@ -327,7 +360,7 @@ class Simulation:
         self._event(
             "ev_unplugged",
             session=s,
-            vehicle_id=str(self.site.sessions.vehicle_id[s]),
+            vehicle_id=self._session_values[s][0],
             charger_id=fleet.ids[charger],
             soc=round(float(fleet.soc[charger]), 6),
             e_delivered_kwh=round(float(self.session_delivered_kwh[s]), 6),
@@ -407,7 +440,12 @@ class Simulation:
                 )
         # A sum is NaN whenever a term is; only then is the element-wise test worth its cost.
         battery_kw = setpoints.battery_kw
-        total = np.add.reduce(battery_kw) if type(battery_kw) is np.ndarray else np.sum(battery_kw)
+        if type(battery_kw) is not np.ndarray:
+            total = np.sum(battery_kw)
+        elif len(battery_kw) == 1:
+            total = battery_kw[0]
+        else:
+            total = np.add.reduce(battery_kw)
         if total != total and np.isnan(battery_kw).any():
             raise ControllerError(f"controller {self.controller.name!r} returned NaN battery_kw")
 
@@ -448,7 +486,9 @@ class Simulation:
         row[6] = ev_total
         row[7] = fleet.n_connected
         row[8] = battery_total
-        row[9] = np.add.reduce(bank.soc) / bank.n if bank.n else np.nan
+        nb = bank.n
+        # One battery: the mean is its SOC (x / 1 is x, the reduction of one value is that value).
+        row[9] = bank.soc[0] if nb == 1 else np.add.reduce(bank.soc) / nb if nb else np.nan
         row[10] = site.price_per_kwh[k]
         row[11] = site.export_price_per_kwh[k]
         row[12] = site.carbon_g_per_kwh[k]
@@ -458,7 +498,6 @@ class Simulation:
             row[col : col + 2 * n : 2] = fleet.p_grid_kw
             row[col + 1 : col + 2 * n : 2] = fleet.connected
             col += 2 * n
-        nb = bank.n
         if nb:
             row[col : col + 2 * nb : 2] = bank.p_kw
             row[col + 1 : col + 2 * nb : 2] = bank.soc
