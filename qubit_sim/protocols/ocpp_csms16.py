@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from ocpp.exceptions import FormationViolationError
@@ -10,41 +9,17 @@ from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
 
-from qubit_sim.protocols.ocpp_common import parse_iso
-from qubit_sim.protocols.ocpp_csms_base import CsmsContext, CsmsSessionBase, limit_profile_id
+from qubit_sim.protocols.ocpp_csms_session import CsmsSession, schedule_periods
 from qubit_sim.protocols.ocpp_csms_state import CommandResult, CompositeSchedule
-from qubit_sim.protocols.ocpp_meter import MeterSample, decode_sampled_values
 
 __all__ = ["Csms16Session"]
 
 
-def _samples(meter_value: list[dict[str, Any]] | None) -> list[MeterSample]:
-    samples = []
-    for item in meter_value or []:
-        try:
-            parse_iso(item["timestamp"])
-            samples.append(decode_sampled_values(item["timestamp"], item["sampled_value"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise FormationViolationError(details={"cause": f"bad meter value: {exc}"}) from None
-    return samples
-
-
-def _check_time(timestamp: str) -> str:
-    try:
-        parse_iso(timestamp)
-    except ValueError as exc:
-        raise FormationViolationError(details={"cause": str(exc)}) from None
-    return timestamp
-
-
-class Csms16Session(CsmsSessionBase, ChargePoint):
+class Csms16Session(CsmsSession, ChargePoint):
     """One connected 1.6 charge point, seen from the CSMS."""
 
-    def __init__(self, cp_id: str, connection: Any, server: CsmsContext) -> None:
-        super().__init__(cp_id, connection, response_timeout=server.response_timeout_s)
-        self.server = server
-        self.ws = connection
-        self.closed = asyncio.Event()
+    format_error = FormationViolationError
+    limit_profile_id_key = "chargingProfileId"
 
     # -- requests from the charge point ----------------------------------------------------
 
@@ -52,18 +27,11 @@ class Csms16Session(CsmsSessionBase, ChargePoint):
     def on_boot_notification(
         self, charge_point_vendor: str, charge_point_model: str, **kwargs: Any
     ) -> Any:
-        self.server.state.boot(self.id, charge_point_vendor, charge_point_model)
-        return call_result.BootNotification(
-            current_time=self.server.now_iso(),
-            interval=self.server.heartbeat_interval_s,
-            status="Accepted",
-        )
+        return call_result.BootNotification(**self._boot(charge_point_vendor, charge_point_model))
 
     @on(Action.heartbeat)
     def on_heartbeat(self, **kwargs: Any) -> Any:
-        now = self.server.now_iso()
-        self.server.state.charge_point(self.id).last_heartbeat = now
-        return call_result.Heartbeat(current_time=now)
+        return call_result.Heartbeat(current_time=self._heartbeat())
 
     @on(Action.status_notification)
     def on_status_notification(
@@ -80,7 +48,7 @@ class Csms16Session(CsmsSessionBase, ChargePoint):
     def on_start_transaction(
         self, connector_id: int, id_tag: str, meter_start: int, timestamp: str, **kwargs: Any
     ) -> Any:
-        _check_time(timestamp)
+        self._check_time(timestamp)
         tx_id = self.server.state.start_16(self.id, connector_id, id_tag, meter_start, timestamp)
         return call_result.StartTransaction(
             transaction_id=int(tx_id), id_tag_info={"status": self.server.authorize(id_tag)}
@@ -96,14 +64,14 @@ class Csms16Session(CsmsSessionBase, ChargePoint):
         transaction_data: list[dict[str, Any]] | None = None,
         **kwargs: Any,
     ) -> Any:
-        _check_time(timestamp)
+        self._check_time(timestamp)
         self.server.state.stop_16(
             self.id,
             str(transaction_id),
             meter_stop,
             timestamp,
             reason,
-            _samples(transaction_data),
+            self._samples(transaction_data),
         )
         return call_result.StopTransaction(id_tag_info={"status": "Accepted"})
 
@@ -116,7 +84,7 @@ class Csms16Session(CsmsSessionBase, ChargePoint):
         **kwargs: Any,
     ) -> Any:
         tx_id = None if transaction_id is None else str(transaction_id)
-        samples = _samples(meter_value)
+        samples = self._samples(meter_value)
         for sample in samples:
             self.server.state.journal.append((self.id, "MeterValues", tx_id, sample.timestamp))
         self.server.state.meter_values(self.id, connector_id, tx_id, samples)
@@ -128,31 +96,17 @@ class Csms16Session(CsmsSessionBase, ChargePoint):
 
     # -- requests to the charge point -------------------------------------------------------
 
-    async def op_set_limit(self, connector: int, p_w: float | None) -> CommandResult:
-        """Install (or clear, ``p_w=None``) the CSMS's TxDefaultProfile on ``connector`` [W]."""
-        pid = limit_profile_id(connector)
-        if p_w is None:
-            cleared = await self.request(call.ClearChargingProfile(id=pid))
-            return CommandResult(True, str(cleared.status))
-        profile = {
-            "chargingProfileId": pid,
-            "stackLevel": self.server.limit_stack_level,
-            "chargingProfilePurpose": "TxDefaultProfile",
-            # Relative with one open-ended period: in force at once, whatever the clocks say.
-            "chargingProfileKind": "Relative",
-            "chargingSchedule": {
-                "chargingRateUnit": "W",
-                "chargingSchedulePeriod": [{"startPeriod": 0, "limit": p_w}],
-            },
-        }
-        return await self.op_set_profile(connector, profile)
+    def _clear_limit_call(self, profile_id: int) -> Any:
+        return call.ClearChargingProfile(id=profile_id)
+
+    def _limit_schedule(self, profile_id: int, schedule: dict[str, Any]) -> Any:
+        return schedule
 
     async def op_set_profile(self, connector: int, profile: dict[str, Any]) -> CommandResult:
         """SetChargingProfile with a 1.6 ``csChargingProfiles`` object (camelCase)."""
-        result = await self.request(
+        return await self._command(
             call.SetChargingProfile(connector_id=connector, cs_charging_profiles=profile)
         )
-        return CommandResult(result.status == "Accepted", str(result.status))
 
     async def op_clear_profiles(
         self,
@@ -162,7 +116,7 @@ class Csms16Session(CsmsSessionBase, ChargePoint):
         stack_level: int | None,
     ) -> CommandResult:
         """ClearChargingProfile."""
-        result = await self.request(
+        return await self._command(
             call.ClearChargingProfile(
                 id=profile_id,
                 connector_id=connector,
@@ -170,7 +124,6 @@ class Csms16Session(CsmsSessionBase, ChargePoint):
                 stack_level=stack_level,
             )
         )
-        return CommandResult(result.status == "Accepted", str(result.status))
 
     async def op_composite(
         self, connector: int, duration_s: int, unit: str | None
@@ -184,50 +137,45 @@ class Csms16Session(CsmsSessionBase, ChargePoint):
         if result.status != "Accepted" or result.charging_schedule is None:
             return None
         schedule = result.charging_schedule
-        periods = tuple(
-            (int(p["start_period"]), float(p["limit"]))
-            for p in schedule["charging_schedule_period"]
-        )
         return CompositeSchedule(
             connector=connector,
             start=result.schedule_start or schedule.get("start_schedule", ""),
             duration_s=int(schedule.get("duration", duration_s)),
             unit=str(schedule["charging_rate_unit"]),
-            periods=periods,
+            periods=schedule_periods(schedule),
         )
 
     async def op_remote_start(self, connector: int | None, id_tag: str) -> CommandResult:
         """RemoteStartTransaction."""
-        result = await self.request(
+        return await self._command(
             call.RemoteStartTransaction(id_tag=id_tag, connector_id=connector)
         )
-        return CommandResult(result.status == "Accepted", str(result.status))
 
     async def op_remote_stop(self, transaction_id: str) -> CommandResult:
         """RemoteStopTransaction."""
-        result = await self.request(call.RemoteStopTransaction(transaction_id=int(transaction_id)))
-        return CommandResult(result.status == "Accepted", str(result.status), transaction_id)
+        return await self._command(
+            call.RemoteStopTransaction(transaction_id=int(transaction_id)),
+            detail=transaction_id,
+        )
 
     async def op_availability(self, connector: int, operative: bool) -> CommandResult:
         """ChangeAvailability (``Scheduled`` counts as accepted)."""
-        result = await self.request(
+        return await self._command(
             call.ChangeAvailability(
                 connector_id=connector, type="Operative" if operative else "Inoperative"
-            )
+            ),
+            accepted=("Accepted", "Scheduled"),
         )
-        return CommandResult(result.status in ("Accepted", "Scheduled"), str(result.status))
 
     async def op_reset(self, hard: bool) -> CommandResult:
         """Reset."""
-        result = await self.request(call.Reset(type="Hard" if hard else "Soft"))
-        return CommandResult(result.status == "Accepted", str(result.status))
+        return await self._command(call.Reset(type="Hard" if hard else "Soft"))
 
     async def op_trigger(self, message: str, connector: int | None) -> CommandResult:
         """TriggerMessage."""
-        result = await self.request(
+        return await self._command(
             call.TriggerMessage(requested_message=message, connector_id=connector)
         )
-        return CommandResult(result.status == "Accepted", str(result.status))
 
     async def op_get_config(self, keys: list[str] | None) -> dict[str, str | None]:
         """GetConfiguration: ``{key: value}`` (unknown keys map to ``None``)."""
@@ -240,5 +188,4 @@ class Csms16Session(CsmsSessionBase, ChargePoint):
 
     async def op_set_config(self, key: str, value: str) -> CommandResult:
         """ChangeConfiguration."""
-        result = await self.request(call.ChangeConfiguration(key=key, value=value))
-        return CommandResult(result.status == "Accepted", str(result.status))
+        return await self._command(call.ChangeConfiguration(key=key, value=value))

@@ -5,7 +5,6 @@ EVSE ids play the role of 1.6 connector ids in the CSMS's API.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from ocpp.exceptions import FormatViolationError
@@ -13,33 +12,17 @@ from ocpp.routing import on
 from ocpp.v201 import ChargePoint, call, call_result
 from ocpp.v201.enums import Action
 
-from qubit_sim.protocols.ocpp_common import parse_iso
-from qubit_sim.protocols.ocpp_csms_base import CsmsContext, CsmsSessionBase, limit_profile_id
+from qubit_sim.protocols.ocpp_csms_session import CsmsSession, schedule_periods
 from qubit_sim.protocols.ocpp_csms_state import CommandResult, CompositeSchedule
-from qubit_sim.protocols.ocpp_meter import MeterSample, decode_sampled_values
 
 __all__ = ["Csms201Session"]
 
 
-def _samples(meter_value: list[dict[str, Any]] | None) -> list[MeterSample]:
-    samples = []
-    for item in meter_value or []:
-        try:
-            parse_iso(item["timestamp"])
-            samples.append(decode_sampled_values(item["timestamp"], item["sampled_value"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise FormatViolationError(details={"cause": f"bad meter value: {exc}"}) from None
-    return samples
-
-
-class Csms201Session(CsmsSessionBase, ChargePoint):
+class Csms201Session(CsmsSession, ChargePoint):
     """One connected 2.0.1 charging station, seen from the CSMS."""
 
-    def __init__(self, cp_id: str, connection: Any, server: CsmsContext) -> None:
-        super().__init__(cp_id, connection, response_timeout=server.response_timeout_s)
-        self.server = server
-        self.ws = connection
-        self.closed = asyncio.Event()
+    format_error = FormatViolationError
+    limit_profile_id_key = "id"
 
     # -- requests from the charging station ------------------------------------------------
 
@@ -47,20 +30,13 @@ class Csms201Session(CsmsSessionBase, ChargePoint):
     def on_boot_notification(
         self, charging_station: dict[str, Any], reason: str, **kwargs: Any
     ) -> Any:
-        self.server.state.boot(
-            self.id, charging_station.get("vendor_name", ""), charging_station.get("model", "")
-        )
         return call_result.BootNotification(
-            current_time=self.server.now_iso(),
-            interval=self.server.heartbeat_interval_s,
-            status="Accepted",
+            **self._boot(charging_station.get("vendor_name", ""), charging_station.get("model", ""))
         )
 
     @on(Action.heartbeat)
     def on_heartbeat(self, **kwargs: Any) -> Any:
-        now = self.server.now_iso()
-        self.server.state.charge_point(self.id).last_heartbeat = now
-        return call_result.Heartbeat(current_time=now)
+        return call_result.Heartbeat(current_time=self._heartbeat())
 
     @on(Action.status_notification)
     def on_status_notification(
@@ -93,10 +69,7 @@ class Csms201Session(CsmsSessionBase, ChargePoint):
         id_token: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> Any:
-        try:
-            parse_iso(timestamp)
-        except ValueError as exc:
-            raise FormatViolationError(details={"cause": str(exc)}) from None
+        self._check_time(timestamp)
         token = None if id_token is None else str(id_token["id_token"])
         self.server.state.transaction_event(
             self.id,
@@ -109,7 +82,7 @@ class Csms201Session(CsmsSessionBase, ChargePoint):
             charging_state=transaction_info.get("charging_state"),
             stopped_reason=transaction_info.get("stopped_reason"),
             offline=bool(offline),
-            samples=_samples(meter_value),
+            samples=self._samples(meter_value),
         )
         if token is None:
             return call_result.TransactionEvent()
@@ -121,39 +94,22 @@ class Csms201Session(CsmsSessionBase, ChargePoint):
     ) -> Any:
         record = self.server.state.active_transaction(self.id, evse_id)
         tx_id = None if record is None else record.transaction_id
-        self.server.state.meter_values(self.id, evse_id, tx_id, _samples(meter_value))
+        self.server.state.meter_values(self.id, evse_id, tx_id, self._samples(meter_value))
         return call_result.MeterValues()
 
     # -- requests to the charging station ---------------------------------------------------
 
-    async def op_set_limit(self, connector: int, p_w: float | None) -> CommandResult:
-        """Install (or clear, ``p_w=None``) the CSMS's TxDefaultProfile on EVSE ``connector``."""
-        pid = limit_profile_id(connector)
-        if p_w is None:
-            cleared = await self.request(call.ClearChargingProfile(charging_profile_id=pid))
-            return CommandResult(True, str(cleared.status))
-        profile = {
-            "id": pid,
-            "stackLevel": self.server.limit_stack_level,
-            "chargingProfilePurpose": "TxDefaultProfile",
-            # Relative with one open-ended period: in force at once, whatever the clocks say.
-            "chargingProfileKind": "Relative",
-            "chargingSchedule": [
-                {
-                    "id": pid,
-                    "chargingRateUnit": "W",
-                    "chargingSchedulePeriod": [{"startPeriod": 0, "limit": p_w}],
-                }
-            ],
-        }
-        return await self.op_set_profile(connector, profile)
+    def _clear_limit_call(self, profile_id: int) -> Any:
+        return call.ClearChargingProfile(charging_profile_id=profile_id)
+
+    def _limit_schedule(self, profile_id: int, schedule: dict[str, Any]) -> Any:
+        return [{"id": profile_id, **schedule}]
 
     async def op_set_profile(self, connector: int, profile: dict[str, Any]) -> CommandResult:
         """SetChargingProfile with a 2.0.1 ``chargingProfile`` object (camelCase)."""
-        result = await self.request(
+        return await self._command(
             call.SetChargingProfile(evse_id=connector, charging_profile=profile)
         )
-        return CommandResult(result.status == "Accepted", str(result.status))
 
     async def op_clear_profiles(
         self,
@@ -172,12 +128,11 @@ class Csms201Session(CsmsSessionBase, ChargePoint):
             )
             if v is not None
         }
-        result = await self.request(
+        return await self._command(
             call.ClearChargingProfile(
                 charging_profile_id=profile_id, charging_profile_criteria=criteria or None
             )
         )
-        return CommandResult(result.status == "Accepted", str(result.status))
 
     async def op_composite(
         self, connector: int, duration_s: int, unit: str | None
@@ -191,57 +146,51 @@ class Csms201Session(CsmsSessionBase, ChargePoint):
         if result.status != "Accepted" or result.schedule is None:
             return None
         schedule = result.schedule
-        periods = tuple(
-            (int(p["start_period"]), float(p["limit"]))
-            for p in schedule["charging_schedule_period"]
-        )
         return CompositeSchedule(
             connector=int(schedule["evse_id"]),
             start=str(schedule["schedule_start"]),
             duration_s=int(schedule["duration"]),
             unit=str(schedule["charging_rate_unit"]),
-            periods=periods,
+            periods=schedule_periods(schedule),
         )
 
     async def op_remote_start(self, connector: int | None, id_tag: str) -> CommandResult:
         """RequestStartTransaction."""
-        result = await self.request(
+        return await self._command(
             call.RequestStartTransaction(
                 id_token={"idToken": id_tag, "type": "Central"},
                 remote_start_id=self.server.next_remote_start_id(),
                 evse_id=connector,
             )
         )
-        return CommandResult(result.status == "Accepted", str(result.status))
 
     async def op_remote_stop(self, transaction_id: str) -> CommandResult:
         """RequestStopTransaction."""
-        result = await self.request(call.RequestStopTransaction(transaction_id=transaction_id))
-        return CommandResult(result.status == "Accepted", str(result.status), transaction_id)
+        return await self._command(
+            call.RequestStopTransaction(transaction_id=transaction_id), detail=transaction_id
+        )
 
     async def op_availability(self, connector: int, operative: bool) -> CommandResult:
         """ChangeAvailability (``Scheduled`` counts as accepted)."""
-        result = await self.request(
+        return await self._command(
             call.ChangeAvailability(
                 operational_status="Operative" if operative else "Inoperative",
                 evse={"id": connector} if connector else None,
-            )
+            ),
+            accepted=("Accepted", "Scheduled"),
         )
-        return CommandResult(result.status in ("Accepted", "Scheduled"), str(result.status))
 
     async def op_reset(self, hard: bool) -> CommandResult:
         """Reset (2.0.1 knows Immediate and OnIdle; both kinds map to Immediate)."""
-        result = await self.request(call.Reset(type="Immediate"))
-        return CommandResult(result.status == "Accepted", str(result.status))
+        return await self._command(call.Reset(type="Immediate"))
 
     async def op_trigger(self, message: str, connector: int | None) -> CommandResult:
         """TriggerMessage."""
-        result = await self.request(
+        return await self._command(
             call.TriggerMessage(
                 requested_message=message, evse={"id": connector} if connector else None
             )
         )
-        return CommandResult(result.status == "Accepted", str(result.status))
 
     @staticmethod
     def _split(key: str) -> tuple[str, str]:

@@ -2,51 +2,31 @@
 
 from __future__ import annotations
 
-import logging
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
 
-from qubit_sim.protocols.ocpp_common import RobustRouting
-from qubit_sim.protocols.ocpp_meter import MeterSample, encode_sampled_values
+from qubit_sim.protocols.ocpp_meter import MeterSample
 from qubit_sim.twins.charger_device import ConnectorStatus
-from qubit_sim.twins.ocpp_profiles import ProfileError, RateUnit
-from qubit_sim.twins.ocpp_smart import PURPOSE_NAMES, profile_from_v16
+from qubit_sim.twins.ocpp_cp_common import CodecBase, TwinSession, accepted_or_rejected
+from qubit_sim.twins.ocpp_smart import profile_from_v16
 from qubit_sim.twins.ocpp_tx import StopReason, Transaction
-
-if TYPE_CHECKING:
-    from qubit_sim.twins.ocpp_cp import OcppChargePointTwin
 
 __all__ = ["V16Codec", "V16Session"]
 
-LOGGER = logging.getLogger("qubit_sim.twins.ocpp")
 
-_PURPOSES = {name: purpose for purpose, name in PURPOSE_NAMES["1.6"].items()}
-
-
-class V16Codec:
+class V16Codec(CodecBase):
     """Builds the OCPP 1.6J messages a charge point sends."""
 
     version = "1.6"
-
-    def __init__(self, vendor: str, model: str) -> None:
-        self.vendor = vendor
-        self.model = model
+    calls = call
 
     def boot(self, reason: str) -> Any:
         """BootNotification (1.6 carries no reason)."""
         return call.BootNotification(charge_point_model=self.model, charge_point_vendor=self.vendor)
-
-    def boot_result(self, result: Any) -> tuple[str, int]:
-        """``(status, interval_s)``."""
-        return str(result.status), int(result.interval)
-
-    def heartbeat(self) -> Any:
-        """Heartbeat."""
-        return call.Heartbeat()
 
     def status_value(self, status: ConnectorStatus) -> str:
         """1.6 reports the status as is."""
@@ -80,12 +60,6 @@ class V16Codec:
         """Keep the CSMS's transaction id; whether the token is accepted."""
         tx.ocpp_id = str(result.transaction_id)
         return result.id_tag_info.get("status") == "Accepted"
-
-    def _meter_value(self, sample: MeterSample, context: str) -> dict[str, Any]:
-        return {
-            "timestamp": sample.timestamp,
-            "sampledValue": encode_sampled_values(sample, "1.6", context),
-        }
 
     def tx_sample(self, tx: Transaction, sample: MeterSample, context: str) -> Any:
         """MeterValues of the transaction."""
@@ -128,28 +102,18 @@ class V16Codec:
         )
 
 
-class V16Session(RobustRouting, ChargePoint):
+class V16Session(TwinSession, ChargePoint):
     """The 1.6 websocket session of a twin: answers the CSMS's requests."""
 
-    def __init__(self, twin: OcppChargePointTwin, connection: Any, timeout_s: float) -> None:
-        super().__init__(twin.identity, connection, response_timeout=timeout_s)
-        self.twin = twin
-
-    def _profile(self, data: dict[str, Any], connector: int) -> Any:
-        return profile_from_v16(
-            data, connector, now_s=self.twin.now(), start_utc=self.twin.start_utc
-        )
+    version = "1.6"
+    profile_decoder = staticmethod(profile_from_v16)
 
     @on(Action.set_charging_profile)
     def on_set_charging_profile(
         self, connector_id: int, cs_charging_profiles: dict[str, Any], **kwargs: Any
     ) -> Any:
-        try:
-            profile = self._profile(cs_charging_profiles, connector_id)
-        except ProfileError as exc:
-            LOGGER.info("%s: SetChargingProfile rejected: %s", self.id, exc)
-            return call_result.SetChargingProfile(status="Rejected")
-        return call_result.SetChargingProfile(status=self.twin.cmd_set_profile(profile))
+        status = self._set_profile(cs_charging_profiles, connector_id)
+        return call_result.SetChargingProfile(status=status)
 
     @on(Action.clear_charging_profile)
     def on_clear_charging_profile(
@@ -160,11 +124,8 @@ class V16Session(RobustRouting, ChargePoint):
         stack_level: int | None = None,
         **kwargs: Any,
     ) -> Any:
-        purpose = None if charging_profile_purpose is None else _PURPOSES[charging_profile_purpose]
-        removed = self.twin.cmd_clear_profiles(
-            profile_id=id, connector=connector_id, purpose=purpose, stack_level=stack_level
-        )
-        return call_result.ClearChargingProfile(status="Accepted" if removed else "Unknown")
+        status = self._clear_profiles(id, connector_id, charging_profile_purpose, stack_level)
+        return call_result.ClearChargingProfile(status=status)
 
     @on(Action.get_composite_schedule)
     def on_get_composite_schedule(
@@ -174,8 +135,7 @@ class V16Session(RobustRouting, ChargePoint):
         charging_rate_unit: str | None = None,
         **kwargs: Any,
     ) -> Any:
-        unit = None if charging_rate_unit is None else RateUnit(charging_rate_unit)
-        result = self.twin.cmd_composite(connector_id, duration, unit)
+        result = self._composite(connector_id, duration, charging_rate_unit)
         if result is None:
             return call_result.GetCompositeSchedule(status="Rejected")
         start, unit, periods = result
@@ -186,10 +146,8 @@ class V16Session(RobustRouting, ChargePoint):
             charging_schedule={
                 "duration": duration,
                 "startSchedule": start,
-                "chargingRateUnit": str(unit),
-                "chargingSchedulePeriod": [
-                    {"startPeriod": offset, "limit": limit} for offset, limit in periods
-                ],
+                "chargingRateUnit": unit,
+                "chargingSchedulePeriod": periods,
             },
         )
 
@@ -201,20 +159,15 @@ class V16Session(RobustRouting, ChargePoint):
         charging_profile: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> Any:
-        profile_for = None
-        if charging_profile is not None:
-            data = charging_profile
-
-            def profile_for(connector: int) -> Any:
-                return self._profile(data, connector)
-
-        accepted = self.twin.cmd_remote_start(connector_id, id_tag, profile_for=profile_for)
-        return call_result.RemoteStartTransaction(status="Accepted" if accepted else "Rejected")
+        accepted = self.twin.cmd_remote_start(
+            connector_id, id_tag, profile_for=self._profile_for(charging_profile)
+        )
+        return call_result.RemoteStartTransaction(status=accepted_or_rejected(accepted))
 
     @on(Action.remote_stop_transaction)
     def on_remote_stop_transaction(self, transaction_id: int, **kwargs: Any) -> Any:
         accepted = self.twin.cmd_remote_stop(str(transaction_id))
-        return call_result.RemoteStopTransaction(status="Accepted" if accepted else "Rejected")
+        return call_result.RemoteStopTransaction(status=accepted_or_rejected(accepted))
 
     @on(Action.change_availability)
     def on_change_availability(self, connector_id: int, type: str, **kwargs: Any) -> Any:  # noqa: A002

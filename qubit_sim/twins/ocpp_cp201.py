@@ -6,28 +6,19 @@ Each connector of the device is one EVSE with a single connector (``evse.id == c
 
 from __future__ import annotations
 
-import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ocpp.routing import on
 from ocpp.v201 import ChargePoint, call, call_result
 from ocpp.v201.enums import Action
 
-from qubit_sim.protocols.ocpp_common import RobustRouting
-from qubit_sim.protocols.ocpp_meter import MeterSample, encode_sampled_values
+from qubit_sim.protocols.ocpp_meter import MeterSample
 from qubit_sim.twins.charger_device import ConnectorStatus
-from qubit_sim.twins.ocpp_profiles import ProfileError, RateUnit
-from qubit_sim.twins.ocpp_smart import PURPOSE_NAMES, profile_from_v201
+from qubit_sim.twins.ocpp_cp_common import CodecBase, TwinSession, accepted_or_rejected
+from qubit_sim.twins.ocpp_smart import profile_from_v201
 from qubit_sim.twins.ocpp_tx import StopReason, Transaction
 
-if TYPE_CHECKING:
-    from qubit_sim.twins.ocpp_cp import OcppChargePointTwin
-
 __all__ = ["V201Codec", "V201Session"]
-
-LOGGER = logging.getLogger("qubit_sim.twins.ocpp")
-
-_PURPOSES = {name: purpose for purpose, name in PURPOSE_NAMES["2.0.1"].items()}
 
 _CONNECTOR_STATUS = {
     ConnectorStatus.AVAILABLE: "Available",
@@ -55,28 +46,17 @@ _ENDINGS = {
 }
 
 
-class V201Codec:
+class V201Codec(CodecBase):
     """Builds the OCPP 2.0.1 messages a charging station sends."""
 
     version = "2.0.1"
-
-    def __init__(self, vendor: str, model: str) -> None:
-        self.vendor = vendor
-        self.model = model
+    calls = call
 
     def boot(self, reason: str) -> Any:
         """BootNotification."""
         return call.BootNotification(
             charging_station={"model": self.model, "vendorName": self.vendor}, reason=reason
         )
-
-    def boot_result(self, result: Any) -> tuple[str, int]:
-        """``(status, interval_s)``."""
-        return str(result.status), int(result.interval)
-
-    def heartbeat(self) -> Any:
-        """Heartbeat."""
-        return call.Heartbeat()
 
     def status_value(self, status: ConnectorStatus) -> str:
         """2.0.1 connectorStatus: the transaction states fold into Occupied."""
@@ -109,13 +89,8 @@ class V201Codec:
         """chargingState of a connector status."""
         return _CHARGING_STATE.get(status, "Idle")
 
-    def _meter_value(self, sample: MeterSample, context: str) -> list[dict[str, Any]]:
-        return [
-            {
-                "timestamp": sample.timestamp,
-                "sampledValue": encode_sampled_values(sample, "2.0.1", context),
-            }
-        ]
+    def _meter_values(self, sample: MeterSample, context: str) -> list[dict[str, Any]]:
+        return [self._meter_value(sample, context)]
 
     def _event(
         self,
@@ -149,7 +124,7 @@ class V201Codec:
             info,
             id_token=self._token(tx.id_tag, remote),
             evse={"id": tx.connector, "connectorId": 1},
-            meter_value=self._meter_value(sample, "Transaction.Begin"),
+            meter_value=self._meter_values(sample, "Transaction.Begin"),
         )
 
     def tx_start_result(self, tx: Transaction, result: Any) -> bool:
@@ -166,7 +141,7 @@ class V201Codec:
             trigger,
             sample.timestamp,
             {},
-            meter_value=self._meter_value(sample, context),
+            meter_value=self._meter_values(sample, context),
         )
 
     def tx_state(self, tx: Transaction, state: str, timestamp: str) -> Any:
@@ -185,36 +160,28 @@ class V201Codec:
             trigger,
             sample.timestamp,
             {"stoppedReason": stopped, "chargingState": "Idle"},
-            meter_value=self._meter_value(end, "Transaction.End"),
+            meter_value=self._meter_values(end, "Transaction.End"),
         )
 
     def meter_values(self, connector: int, sample: MeterSample, tx: Transaction | None) -> Any:
         """Triggered MeterValues."""
-        return call.MeterValues(evse_id=connector, meter_value=self._meter_value(sample, "Trigger"))
+        return call.MeterValues(
+            evse_id=connector, meter_value=self._meter_values(sample, "Trigger")
+        )
 
 
-class V201Session(RobustRouting, ChargePoint):
+class V201Session(TwinSession, ChargePoint):
     """The 2.0.1 websocket session of a twin: answers the CSMS's requests."""
 
-    def __init__(self, twin: OcppChargePointTwin, connection: Any, timeout_s: float) -> None:
-        super().__init__(twin.identity, connection, response_timeout=timeout_s)
-        self.twin = twin
-
-    def _profile(self, data: dict[str, Any], evse_id: int) -> Any:
-        return profile_from_v201(
-            data, evse_id, now_s=self.twin.now(), start_utc=self.twin.start_utc
-        )
+    version = "2.0.1"
+    profile_decoder = staticmethod(profile_from_v201)
 
     @on(Action.set_charging_profile)
     def on_set_charging_profile(
         self, evse_id: int, charging_profile: dict[str, Any], **kwargs: Any
     ) -> Any:
-        try:
-            profile = self._profile(charging_profile, evse_id)
-        except ProfileError as exc:
-            LOGGER.info("%s: SetChargingProfile rejected: %s", self.id, exc)
-            return call_result.SetChargingProfile(status="Rejected")
-        return call_result.SetChargingProfile(status=self.twin.cmd_set_profile(profile))
+        status = self._set_profile(charging_profile, evse_id)
+        return call_result.SetChargingProfile(status=status)
 
     @on(Action.clear_charging_profile)
     def on_clear_charging_profile(
@@ -224,21 +191,19 @@ class V201Session(RobustRouting, ChargePoint):
         **kwargs: Any,
     ) -> Any:
         criteria = charging_profile_criteria or {}
-        purpose = criteria.get("charging_profile_purpose")
-        removed = self.twin.cmd_clear_profiles(
-            profile_id=charging_profile_id,
-            connector=criteria.get("evse_id"),
-            purpose=None if purpose is None else _PURPOSES[purpose],
-            stack_level=criteria.get("stack_level"),
+        status = self._clear_profiles(
+            charging_profile_id,
+            criteria.get("evse_id"),
+            criteria.get("charging_profile_purpose"),
+            criteria.get("stack_level"),
         )
-        return call_result.ClearChargingProfile(status="Accepted" if removed else "Unknown")
+        return call_result.ClearChargingProfile(status=status)
 
     @on(Action.get_composite_schedule)
     def on_get_composite_schedule(
         self, duration: int, evse_id: int, charging_rate_unit: str | None = None, **kwargs: Any
     ) -> Any:
-        unit = None if charging_rate_unit is None else RateUnit(charging_rate_unit)
-        result = self.twin.cmd_composite(evse_id, duration, unit)
+        result = self._composite(evse_id, duration, charging_rate_unit)
         if result is None:
             return call_result.GetCompositeSchedule(status="Rejected")
         start, unit, periods = result
@@ -248,10 +213,8 @@ class V201Session(RobustRouting, ChargePoint):
                 "evseId": evse_id,
                 "duration": duration,
                 "scheduleStart": start,
-                "chargingRateUnit": str(unit),
-                "chargingSchedulePeriod": [
-                    {"startPeriod": offset, "limit": limit} for offset, limit in periods
-                ],
+                "chargingRateUnit": unit,
+                "chargingSchedulePeriod": periods,
             },
         )
 
@@ -264,25 +227,18 @@ class V201Session(RobustRouting, ChargePoint):
         charging_profile: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> Any:
-        profile_for = None
-        if charging_profile is not None:
-            data = charging_profile
-
-            def profile_for(connector: int) -> Any:
-                return self._profile(data, connector)
-
         accepted = self.twin.cmd_remote_start(
             evse_id,
             str(id_token["id_token"]),
             remote_start_id=remote_start_id,
-            profile_for=profile_for,
+            profile_for=self._profile_for(charging_profile),
         )
-        return call_result.RequestStartTransaction(status="Accepted" if accepted else "Rejected")
+        return call_result.RequestStartTransaction(status=accepted_or_rejected(accepted))
 
     @on(Action.request_stop_transaction)
     def on_request_stop_transaction(self, transaction_id: str, **kwargs: Any) -> Any:
         accepted = self.twin.cmd_remote_stop(transaction_id)
-        return call_result.RequestStopTransaction(status="Accepted" if accepted else "Rejected")
+        return call_result.RequestStopTransaction(status=accepted_or_rejected(accepted))
 
     @on(Action.change_availability)
     def on_change_availability(
