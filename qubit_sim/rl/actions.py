@@ -153,6 +153,10 @@ class ActionController(Controller):
         action_size(kind, 0)
         self.kind = kind
         self.pending: np.ndarray | None = None
+        #: ``(ev_max_kw, occupied rating sum [kW], available sum [kW])`` an observation of this
+        #: instant already computed (:attr:`~qubit_sim.rl.features.ObservationLayout.ev_sums`);
+        #: used while ``ev_max_kw`` is the very array the simulation hands over.
+        self.ev_sums: tuple[np.ndarray, float, float] | None = None
         self.requested: dict[str, np.ndarray | float] = {}
         self.applied: dict[str, np.ndarray | float] = {}
 
@@ -226,8 +230,15 @@ class ActionController(Controller):
         total = np.add.reduce
         a = action if action > -1.0 else -1.0
         a = a if a < 1.0 else 1.0
-        requested = (a + 1.0) * 0.5 * float(total(connected * self._rated))
-        available = float(total(ev_max_kw))
+        sums = self.ev_sums
+        # The simulation hands over a new array whenever an EV plugged in or out, so the same
+        # array means the same EVs and the same sums.
+        if sums is not None and sums[0] is ev_max_kw:
+            occupied_kw, available = sums[1], sums[2]
+        else:
+            occupied_kw = float(total(connected * self._rated))
+            available = float(total(ev_max_kw))
+        requested = (a + 1.0) * 0.5 * occupied_kw
         ratio = requested / (available if available > 1e-12 else 1e-12)
         ratio = ratio if ratio < 1.0 else 1.0
         limit = ev_max_kw * ratio

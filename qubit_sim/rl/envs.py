@@ -21,9 +21,17 @@ from qubit_sim.errors import SimulationError
 from qubit_sim.rl.actions import ActionController, action_size
 from qubit_sim.rl.features import ObservationLayout
 from qubit_sim.rl.horizon import Horizon
-from qubit_sim.rl.reward import REWARD_TERMS, DemandTracker, RewardWeights
+from qubit_sim.rl.reward import DemandTracker, RewardWeights
 
 __all__ = ["ChargerFleetEnv", "SiteDispatchEnv", "SiteEnv"]
+
+
+class _ProjectionKeys(dict[str, tuple[str, str]]):
+    """The ``info`` keys of each projected quantity, formatted once per name."""
+
+    def __missing__(self, name: str) -> tuple[str, str]:
+        keys = self[name] = (f"{name}_requested", f"{name}_applied")
+        return keys
 
 
 class SiteEnv(gym.Env[np.ndarray, np.ndarray]):
@@ -100,7 +108,10 @@ class SiteEnv(gym.Env[np.ndarray, np.ndarray]):
         self.episode_actions: list[np.ndarray] = []
         self._dt_h = horizon.dt / 3600.0
         self._every = horizon.control_every
+        self._dt = horizon.dt
+        self._episode_steps = horizon.episode_steps
         self._done = True
+        self._projection_keys = _ProjectionKeys()
 
     # ------------------------------------------------------------------ info
     @property
@@ -212,7 +223,7 @@ class SiteEnv(gym.Env[np.ndarray, np.ndarray]):
         self.episode_actions.append(pending)
         k0 = self._k
         k1 = k0 + self._every
-        sim.engine.run_until(k1 * self.horizon.dt)
+        sim.engine.run_until(k1 * self._dt)
         rows = sim.recorder.array()[k0:k1].tolist()
         self._k = k1
 
@@ -243,8 +254,13 @@ class SiteEnv(gym.Env[np.ndarray, np.ndarray]):
                 if vsite == vsite:
                     self._voltage = vsite
         self._site_prev_kw = site_sum / len(rows)
-        unmet_kwh = float(self._unmet_leaving(k1))
-        truncated = k1 >= self.horizon.episode_steps
+        leaving = self._leave_step
+        # Most periods see no departure: skip the call then (its sum would be 0.0).
+        if self._leave_next < len(leaving) and leaving[self._leave_next] <= k1:
+            unmet_kwh = float(self._unmet_leaving(k1))
+        else:
+            unmet_kwh = 0.0
+        truncated = k1 >= self._episode_steps
         if truncated:
             unmet_kwh += self._unmet_plugged()
             self._done = True
@@ -257,19 +273,25 @@ class SiteEnv(gym.Env[np.ndarray, np.ndarray]):
             grid_cost * dt_h,
         )
         reward = -weights.reward_scale * sum(costs)
-        info: dict[str, Any] = dict(zip(REWARD_TERMS, costs, strict=True))
-        info.update(
-            t_s=k1 * self.horizon.dt,
-            import_kwh=import_kwh * dt_h,
-            export_kwh=export_kwh * dt_h,
-            co2_kg=co2_kg,
-            unmet_kwh=unmet_kwh,
-            peak_kw=demand.peak_kw,
-        )
+        # One literal in REWARD_TERMS order, then the physical quantities.
+        info: dict[str, Any] = {
+            "cost_energy": costs[0],
+            "cost_demand": costs[1],
+            "cost_carbon": costs[2],
+            "cost_unmet": costs[3],
+            "cost_grid": costs[4],
+            "t_s": k1 * self._dt,
+            "import_kwh": import_kwh * dt_h,
+            "export_kwh": export_kwh * dt_h,
+            "co2_kg": co2_kg,
+            "unmet_kwh": unmet_kwh,
+            "peak_kw": demand.peak_kw,
+        }
+        keys = self._projection_keys
         for name, value in controller.requested.items():
-            info[f"{name}_requested"] = np.array(value) if isinstance(value, np.ndarray) else value
+            info[keys[name][0]] = np.array(value) if isinstance(value, np.ndarray) else value
         for name, value in controller.applied.items():
-            info[f"{name}_applied"] = np.array(value) if isinstance(value, np.ndarray) else value
+            info[keys[name][1]] = np.array(value) if isinstance(value, np.ndarray) else value
         return self._observe(), float(reward), False, truncated, info
 
     def _unmet_leaving(self, k: int) -> float:
@@ -303,7 +325,7 @@ class SiteEnv(gym.Env[np.ndarray, np.ndarray]):
         layout.fill_state_one(
             row[n_exo:],
             self._k,
-            float(self._k * self.horizon.dt),
+            float(self._k * self._dt),
             sim.bank.soc,
             fleet.connected,
             fleet.e_needed_kwh,
@@ -313,6 +335,7 @@ class SiteEnv(gym.Env[np.ndarray, np.ndarray]):
             self._demand.peak_kw,
             self._voltage,
         )
+        self.controller.ev_sums = layout.ev_sums
         return layout.finish(raw)[0]
 
     # ------------------------------------------------------------- episode

@@ -95,6 +95,22 @@ class ObservationLayout:
         self._rated_total = max(float(self.rated_kw.sum()), 1e-9)
         self.capacity_kwh = site.batteries.capacity_kwh.copy()
         self._capacity_total = float(self.capacity_kwh.sum())
+        # Rows per charger: need [kWh], hours left [h], available [kW] (the order of the
+        # per-charger blocks), required [kW].
+        self._rows = np.empty((4, self.n_chargers))
+        self._row_views = tuple(self._rows)
+        # The occupied chargers change only when an EV plugs in or out: their count and summed
+        # rating [kW] are kept for the ``connected`` values they were computed from.
+        self._occupied_kw = np.empty(self.n_chargers)
+        self._connected_key: bytes | None = None
+        self._occupied = (0, 0.0)
+        # Divisors of the need, time-left and power-available blocks, one row each.
+        self._block_divisors = np.stack(
+            [self._rated_day, np.full(self.n_chargers, 24.0), self._rated_safe]
+        )
+        #: ``(ev_max_kw, occupied rating sum [kW], available sum [kW])`` of the last
+        #: :meth:`fill_state_one`: the array observed and two of its sums.
+        self.ev_sums: tuple[np.ndarray, float, float] | None = None
         self.power_scale_kw = horizon.power_scale_kw
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
@@ -182,42 +198,61 @@ class ObservationLayout:
             peak_kw: Billing-period peak so far [kW].
             voltage_pu: Site-bus voltage of the last power flow [p.u.]; 1.0 without one.
         """
-        # The reductions run over the same contiguous values as fill_state's rows, so numpy
-        # sums them in the same order; scalars follow the same IEEE operations.
-        total = np.add.reduce
-        inv_scale = 1.0 / self.power_scale_kw
-        capacity = self.capacity_kwh
-        if self._capacity_total > 0 and len(capacity) == 1:
-            # The sum of one product is that product.
-            soc = float(battery_soc[0]) * float(capacity[0]) / self._capacity_total
-        elif self._capacity_total > 0:
-            soc = total(battery_soc * capacity) / self._capacity_total
-        else:
-            soc = 0.0
-        n_connected = int(np.count_nonzero(connected))
-        hours_left = departure_s - t_s
+        # The charger sums come from one reduction over the rows of a scratch matrix: each
+        # row is contiguous, so numpy sums it in the same order as fill_state's rows.
+        rows = self._rows
+        need, hours_left, available, required = self._row_views
+        np.copyto(need, e_needed_kwh)
+        np.copyto(available, ev_max_kw)
+        np.subtract(departure_s, t_s, out=hours_left)
         hours_left *= connected
         hours_left /= 3600.0
-        required = e_needed_kwh / np.maximum(hours_left, self.dt_h)
-        out[:10] = (
+        np.maximum(hours_left, self.dt_h, out=required)
+        np.divide(need, required, out=required)
+        sum_need, sum_hours, sum_available, sum_required = np.add.reduce(rows, -1).tolist()
+        key = connected.tobytes()
+        if key != self._connected_key:
+            np.multiply(connected, self.rated_kw, out=self._occupied_kw)
+            self._occupied = (
+                int(np.count_nonzero(connected)),
+                float(np.add.reduce(self._occupied_kw)),
+            )
+            self._connected_key = key
+        n_connected, sum_occupied = self._occupied
+        # The EV-level projection at the next control instant needs two of these sums again.
+        self.ev_sums = (ev_max_kw, sum_occupied, sum_available)
+        capacity = self.capacity_kwh
+        capacity_total = self._capacity_total
+        if capacity_total > 0 and len(capacity) == 1:
+            # The sum of one product is that product.
+            soc = float(battery_soc[0]) * float(capacity[0]) / capacity_total
+        elif capacity_total > 0:
+            soc = float(np.add.reduce(battery_soc * capacity)) / capacity_total
+        else:
+            soc = 0.0
+        inv_scale = 1.0 / self.power_scale_kw
+        rated_total = self._rated_total
+        out[:10] = [
             k / self.episode_steps,
             soc,
             n_connected / max(self.n_chargers, 1),
-            total(e_needed_kwh) / (self._rated_total * 24.0),
-            total(ev_max_kw) / self._rated_total,
-            total(hours_left) / (max(n_connected, 1) * 24.0),
-            total(required) / self._rated_total,
+            sum_need / (rated_total * 24.0),
+            sum_available / rated_total,
+            sum_hours / (max(n_connected, 1) * 24.0),
+            sum_required / rated_total,
             site_prev_kw * inv_scale,
             peak_kw * inv_scale,
             (voltage_pu - 1.0) / 0.05,
-        )
+        ]
         if self.per_charger:
             n = self.n_chargers
             base = len(STATE_FEATURES)
             out[base : base + n] = connected
-            np.divide(e_needed_kwh, self._rated_day, out=out[base + n : base + 2 * n])
-            np.divide(hours_left, 24.0, out=out[base + 2 * n : base + 3 * n])
-            np.divide(ev_max_kw, self._rated_safe, out=out[base + 3 * n : base + 4 * n])
+            # One division for three blocks (x / 24.0 is the same whether 24.0 is an array's);
+            # setting the shape, unlike reshape, never silently writes into a copy.
+            blocks = out[base + n : base + 4 * n]
+            blocks.shape = (3, n)
+            np.divide(self._rows[:3], self._block_divisors, out=blocks)
 
     def finish(self, raw: np.ndarray) -> np.ndarray:
         """Clip ``raw`` rows to the bounds (in place) and return them as a new float32 array."""

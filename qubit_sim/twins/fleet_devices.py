@@ -155,8 +155,11 @@ class SiteDevices:
 
     def curtailing(self) -> bool:
         """Whether any PV plant holds a cap (the physics then clips each plant)."""
+        limit_kw = self.pv_limit_kw
+        if len(limit_kw) == 1:  # the common single plant, without a reduction
+            return not math.isnan(limit_kw[0])
         # fmin ignores NaN: its reduction is NaN only when every plant is uncapped.
-        return bool(len(self.pv_limit_kw)) and not math.isnan(np.fmin.reduce(self.pv_limit_kw))
+        return bool(len(limit_kw)) and not math.isnan(np.fmin.reduce(limit_kw))
 
     def set_faulted(self, kind: str, index: int, faulted: bool) -> None:
         """Fault or clear device ``index`` of ``kind`` (``charger``, ``battery`` or ``pv``).
