@@ -22,13 +22,15 @@ factor, lag policy, the stack's CSMS listening) that, once its sockets are up:
 
 Whatever ends the run — its end, an error, a lag beyond the bench's threshold, Ctrl-C — every
 device is put in its safe state before the sockets close. The watchdog does the same from its
-own thread, over fresh connections, when a step is overdue (a hung controller); the run then
-stops at its next step.
+own thread when a step is overdue (a hung controller) — Modbus devices over fresh connections,
+charge points through the CSMS, whose event loop it unparks for that; the run then stops at its
+next step.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import time
@@ -452,7 +454,7 @@ class HilSimulation(RealtimeSimulation):
                     if loop is None:
                         continue
                     future = asyncio.run_coroutine_threadsafe(bridge.safe_state(), loop.loop)
-                    future.result(timeout=_SAFE_TIMEOUT_S)
+                    self._unpark_until(future)
             except Exception as exc:
                 LOGGER.error(
                     "%s: safe state after %s failed (%s); its last setpoint expires by itself "
@@ -462,6 +464,30 @@ class HilSimulation(RealtimeSimulation):
                     exc,
                     _expiry_wall_s(spec),
                 )
+
+    def _unpark_until(self, future: concurrent.futures.Future[None]) -> None:
+        """Let the event loop run until ``future`` is done (at most ``_SAFE_TIMEOUT_S``).
+
+        The engine thread keeps the loop parked while a step runs, so a step that hangs would
+        keep the CSMS from sending a charger its safe profile until the step returns. The run
+        stops at its next step anyway, so the loop is let go even though outside readers may
+        then see the stuck step half-applied; the engine re-parks it at its next engine run.
+
+        Raises:
+            TimeoutError: when ``future`` is not done within ``_SAFE_TIMEOUT_S``.
+        """
+        deadline = time.monotonic() + _SAFE_TIMEOUT_S
+        while True:
+            park = self._park
+            if park is not None:
+                # Again each round: the engine thread may park the loop anew meanwhile.
+                park.release()
+            try:
+                future.result(timeout=0.05)
+                return
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    raise
 
     async def _close_all(self) -> None:
         task, self._io_task = self._io_task, None
