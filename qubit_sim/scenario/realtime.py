@@ -49,7 +49,6 @@ from qubit_sim.errors import (
     ScenarioError,
     SimulationError,
 )
-from qubit_sim.protocols.modbus_link import ModbusLink
 from qubit_sim.protocols.ocpp_common import inline_validation
 from qubit_sim.scenario.build import SiteModel
 from qubit_sim.scenario.wire import WireSimulation, _FaultableCsms, ocpp_security
@@ -496,16 +495,7 @@ class RealtimeSimulation(WireSimulation):
             asset_id = ids[kind][j]
             detail = f"Modbus TCP unit {server.unit_id}, SunSpec at {server.map.base}"
             table.append(Endpoint(kind, asset_id, f"modbus://{host}:{server.port}", detail))
-            link = ModbusLink(
-                host,
-                server.port,
-                server.unit_id,
-                kind,
-                timeout_s=self.response_timeout_s,
-                name=f"{kind} {asset_id} at {host}:{server.port}",
-            )
-            (self.battery_links if kind == "battery" else self.pv_links).append(link)
-        await asyncio.gather(*(link.connect() for link in self.battery_links + self.pv_links))
+        await self._connect_modbus(host, kinds)
 
     async def _connect_twins(self) -> None:
         if self.csms_url is None:

@@ -397,15 +397,22 @@ class WireSimulation(Simulation):
             )
         await asyncio.gather(*(server.start() for server in self.servers))
         self.endpoints += [(self.host, server.port) for server in self.servers]
+        await self._connect_modbus(self.host, kinds)
+
+    async def _connect_modbus(
+        self, host: str, kinds: list[tuple[str, int, BankBattery | PlantPv]]
+    ) -> None:
+        """Connect one :class:`ModbusLink` to each started SunSpec server (in ``kinds`` order:
+        batteries, then PV plants) as the stack's link to that device."""
         ids = {"battery": self.site.batteries.ids, "pv": self.site.pv_ids}
         for (kind, j, _), server in zip(kinds, self.servers, strict=True):
             link = ModbusLink(
-                self.host,
+                host,
                 server.port,
                 server.unit_id,
                 kind,
                 timeout_s=self.response_timeout_s,
-                name=f"{kind} {ids[kind][j]} at {self.host}:{server.port}",
+                name=f"{kind} {ids[kind][j]} at {host}:{server.port}",
             )
             (self.battery_links if kind == "battery" else self.pv_links).append(link)
         await asyncio.gather(*(link.connect() for link in self.battery_links + self.pv_links))
