@@ -15,8 +15,6 @@ and the device's response delay.
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,7 +28,9 @@ from qubit_sim.hil import run_bench
 from qubit_sim.hil.testing.processes import (
     FakeBatteryProcess,
     battery_device,
+    charger_device,
     free_port,
+    serve_charger,
     stop_process,
     write_bench,
 )
@@ -39,22 +39,6 @@ ROOT = Path(__file__).resolve().parents[2]
 LAB_SITE = ROOT / "hil" / "scenarios" / "lab_site.yaml"
 IDENTITY = "LAB-CP-7"
 PASSWORD = "bench-password-0123"
-CHARGER_SITE = f"""
-site:
-  name: physical_charger
-  location: {{lat: 52.37, lon: 4.90, tz: Europe/Amsterdam}}
-  start: 2025-06-02T08:00:00Z
-  duration: 1d
-  step: 60s
-  seed: 5
-assets:
-  chargers:
-    - {{template: ac_22kw, count: 1, id: {IDENTITY}}}
-evs:
-  sessions_csv: sessions.csv
-controller:
-  name: uncontrolled
-"""
 
 
 @pytest.fixture(scope="module")
@@ -62,39 +46,13 @@ def charger_run(
     fake_batteries: Callable[..., FakeBatteryProcess], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Any]]:
     folder = tmp_path_factory.mktemp("charger")
-    (folder / "sessions.csv").write_text(
-        "arrival,departure,kwh,battery_kwh,max_kw\n"
-        "2025-06-02T08:00:00Z,2025-06-02T18:00:00Z,60,80,22\n"
-    )
-    (folder / "charger_site.yaml").write_text(CHARGER_SITE)
     port = free_port()
-    charger = subprocess.Popen(
-        [sys.executable, "-m", "qubit_sim", "serve", str(folder / "charger_site.yaml")]
-        + ["--factor", "60", "--csms-port", "0", "--modbus-base-port", "0", "--until", "2h"]
-        + ["--csms-url", f"ws://{IDENTITY}:{PASSWORD}@127.0.0.1:{port}"]
-        + ["--out", str(folder / "charger_out"), "--no-plots"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    charger = serve_charger(folder, IDENTITY, PASSWORD, port)
     try:
         battery = fake_batteries("--ramp-kw-per-s", "5")
         devices = [
             battery_device(battery.port, mode="shadow"),
-            {
-                "id": "charge_point",
-                "replaces": "lab1",
-                "protocol": "ocpp",
-                "ocpp": {
-                    "identity": IDENTITY,
-                    "password": PASSWORD,
-                    "profile_duration_s": 600,
-                    "clock_factor": 60,
-                },
-                "identity": {"vendor": "QubitSim", "model": "SimCharger"},
-                "limits": {"max_charge_kw": 7},
-            },
+            charger_device(IDENTITY, PASSWORD),
         ]
         bench = write_bench(folder, LAB_SITE, devices, name="charger", csms_port=port)
         result = run_bench(bench, out=folder / "hil", twin_tick_s=0.2)

@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,14 @@ import yaml
 
 from qubit_sim.errors import SimulationError
 from qubit_sim.hil import run_bench
-from qubit_sim.hil.testing.processes import free_port, gridless_scenario, stop_process, write_bench
+from qubit_sim.hil.testing.processes import (
+    charger_device,
+    free_port,
+    gridless_scenario,
+    serve_charger,
+    stop_process,
+    write_bench,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB_SITE = ROOT / "hil" / "scenarios" / "lab_site.yaml"
@@ -36,22 +41,6 @@ IDENTITY = "LAB-CP-9"
 PASSWORD = "bench-password-0123"
 STALL_S = 5.5
 WATCHDOG_S = 1.0
-CHARGER_SITE = f"""
-site:
-  name: physical_charger
-  location: {{lat: 52.37, lon: 4.90, tz: Europe/Amsterdam}}
-  start: 2025-06-02T08:00:00Z
-  duration: 1d
-  step: 60s
-  seed: 5
-assets:
-  chargers:
-    - {{template: ac_22kw, count: 1, id: {IDENTITY}}}
-evs:
-  sessions_csv: sessions.csv
-controller:
-  name: uncontrolled
-"""
 
 
 def _hanging_site(folder: Path) -> Path:
@@ -69,35 +58,9 @@ def _hanging_site(folder: Path) -> Path:
 
 
 def _hung_run(folder: Path) -> dict[str, Any]:
-    (folder / "sessions.csv").write_text(
-        "arrival,departure,kwh,battery_kwh,max_kw\n"
-        "2025-06-02T08:00:00Z,2025-06-02T18:00:00Z,60,80,22\n"
-    )
-    (folder / "charger_site.yaml").write_text(CHARGER_SITE)
     port = free_port()
-    charger = subprocess.Popen(
-        [sys.executable, "-m", "qubit_sim", "serve", str(folder / "charger_site.yaml")]
-        + ["--factor", "60", "--csms-port", "0", "--modbus-base-port", "0", "--until", "2h"]
-        + ["--csms-url", f"ws://{IDENTITY}:{PASSWORD}@127.0.0.1:{port}"]
-        + ["--out", str(folder / "charger_out"), "--no-plots"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    device = {
-        "id": "charge_point",
-        "replaces": "lab1",
-        "protocol": "ocpp",
-        "ocpp": {
-            "identity": IDENTITY,
-            "password": PASSWORD,
-            "profile_duration_s": 600,
-            "clock_factor": 60,
-        },
-        "identity": {"vendor": "QubitSim", "model": "SimCharger"},
-        "limits": {"max_charge_kw": 7},
-    }
+    charger = serve_charger(folder, IDENTITY, PASSWORD, port)
+    device = charger_device(IDENTITY, PASSWORD)
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = records.append  # type: ignore[method-assign]

@@ -24,9 +24,11 @@ __all__ = [
     "FakeBatteryProcess",
     "FakePvProcess",
     "battery_device",
+    "charger_device",
     "gridless_scenario",
     "free_port",
     "pv_device",
+    "serve_charger",
     "sunspec_battery_device",
     "stop_process",
     "wait_for",
@@ -222,3 +224,66 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(0.05)
+
+
+#: A one-charger site whose EV is plugged in from 08:00 to 18:00 wanting 60 kWh at up to 22 kW:
+#: what ``qubit-sim serve`` runs as a stand-in physical charge point.
+_CHARGER_SITE = """
+site:
+  name: physical_charger
+  location: {{lat: 52.37, lon: 4.90, tz: Europe/Amsterdam}}
+  start: 2025-06-02T08:00:00Z
+  duration: 1d
+  step: 60s
+  seed: 5
+assets:
+  chargers:
+    - {{template: ac_22kw, count: 1, id: {identity}}}
+evs:
+  sessions_csv: sessions.csv
+controller:
+  name: uncontrolled
+"""
+
+
+def serve_charger(
+    folder: Path, identity: str, password: str, csms_port: int, *, factor: float = 60.0
+) -> subprocess.Popen[str]:
+    """Start ``qubit-sim serve`` as an independent charge point ``identity`` that connects to the
+    bench's CSMS on ``csms_port`` with basic auth; it writes its own results to
+    ``folder/charger_out`` when it stops (SIGINT)."""
+    (folder / "sessions.csv").write_text(
+        "arrival,departure,kwh,battery_kwh,max_kw\n"
+        "2025-06-02T08:00:00Z,2025-06-02T18:00:00Z,60,80,22\n"
+    )
+    site = folder / "charger_site.yaml"
+    site.write_text(_CHARGER_SITE.format(identity=identity))
+    return subprocess.Popen(
+        [sys.executable, "-m", "qubit_sim", "serve", str(site)]
+        + ["--factor", str(factor), "--csms-port", "0", "--modbus-base-port", "0"]
+        + ["--until", "2h", "--csms-url", f"ws://{identity}:{password}@127.0.0.1:{csms_port}"]
+        + ["--out", str(folder / "charger_out"), "--no-plots"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def charger_device(identity: str, password: str, **overrides: Any) -> dict[str, Any]:
+    """Bench entry: the served charge point ``identity`` in place of the lab site's ``lab1``,
+    held to 7 kW."""
+    device: dict[str, Any] = {
+        "id": "charge_point",
+        "replaces": "lab1",
+        "protocol": "ocpp",
+        "ocpp": {
+            "identity": identity,
+            "password": password,
+            "profile_duration_s": 600,
+            "clock_factor": 60,
+        },
+        "identity": {"vendor": "QubitSim", "model": "SimCharger"},
+        "limits": {"max_charge_kw": 7},
+    }
+    device.update(overrides)
+    return device
