@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from qubit_sim.physics.ev import ev_charge_step
+
 __all__ = ["ChargerFleet", "assign_chargers"]
 
 
@@ -154,6 +156,25 @@ class ChargerFleet:
         value = need / self.efficiency
         self._max_grid = (dt_s, value.copy())
         return value
+
+    def grid_kw_next_step(self, i: int, limit_kw: float, dt_s: float) -> float:
+        """Grid-side power [kW] charger ``i`` will draw over the next step of ``dt_s`` under
+        ``limit_kw`` (NaN = none), from its present state — what :meth:`step` applies, to the bit.
+        """
+        if not self.connected[i]:
+            return 0.0
+        s = slice(i, i + 1)
+        limit = np.maximum(np.fmin(np.array([limit_kw]), self.rated_kw[s]), 0.0)
+        result = ev_charge_step(
+            self.soc[s],
+            self.e_needed_kwh[s],
+            self.capacity_kwh[s],
+            limit * self.efficiency[s],
+            self.ev_max_kw[s],
+            self.knee_soc[s],
+            dt_s,
+        )
+        return float((result.p_kw / self.efficiency[s])[0])
 
     def step(self, limit_kw: np.ndarray, dt_s: float) -> np.ndarray:
         """Advance every plugged EV by ``dt_s`` under grid-side limits ``limit_kw`` (NaN = none).
