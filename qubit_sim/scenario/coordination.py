@@ -199,7 +199,36 @@ class DeviceLinks:
         )
 
 
-class FailingLink:
+class _GatedLink:
+    """A link wrapper whose control calls pass through :meth:`_gate`; readings still work."""
+
+    link: DeviceLink
+
+    def _gate(self, call: Callable[[], LinkResult]) -> LinkResult:
+        raise NotImplementedError
+
+    def set_power_limit(self, kw: float) -> LinkResult:
+        """Passed through :meth:`_gate`, which decides per wrapper."""
+        return self._gate(lambda: self.link.set_power_limit(kw))
+
+    def start(self) -> LinkResult:
+        """Passed through :meth:`_gate`, which decides per wrapper."""
+        return self._gate(self.link.start)
+
+    def stop(self) -> LinkResult:
+        """Passed through :meth:`_gate`, which decides per wrapper."""
+        return self._gate(self.link.stop)
+
+    def set_availability(self, available: bool) -> LinkResult:
+        """Passed through :meth:`_gate`, which decides per wrapper."""
+        return self._gate(lambda: self.link.set_availability(available))
+
+    def read(self) -> Telemetry:
+        """Readings still work."""
+        return self.link.read()
+
+
+class FailingLink(_GatedLink):
     """Wraps a link so that ``failures`` control calls, after the first ``skip``, are refused.
 
     Args:
@@ -228,28 +257,8 @@ class FailingLink:
             return LinkResult.rejected(self.error)
         return call()
 
-    def set_power_limit(self, kw: float) -> LinkResult:
-        """Refused while failures remain, else delegated."""
-        return self._gate(lambda: self.link.set_power_limit(kw))
 
-    def start(self) -> LinkResult:
-        """Refused while failures remain, else delegated."""
-        return self._gate(self.link.start)
-
-    def stop(self) -> LinkResult:
-        """Refused while failures remain, else delegated."""
-        return self._gate(self.link.stop)
-
-    def set_availability(self, available: bool) -> LinkResult:
-        """Refused while failures remain, else delegated."""
-        return self._gate(lambda: self.link.set_availability(available))
-
-    def read(self) -> Telemetry:
-        """Readings still work."""
-        return self.link.read()
-
-
-class SilentLink:
+class SilentLink(_GatedLink):
     """Wraps a link that stops answering: after ``answered`` delegated control calls, every call
     is accepted for delivery and its reply never arrives (the command times out).
 
@@ -273,26 +282,6 @@ class SilentLink:
         reply = Reply()
         self.unanswered.append(reply)
         return LinkResult.pending(reply)
-
-    def set_power_limit(self, kw: float) -> LinkResult:
-        """Delegated while answers remain, else never answered."""
-        return self._gate(lambda: self.link.set_power_limit(kw))
-
-    def start(self) -> LinkResult:
-        """Delegated while answers remain, else never answered."""
-        return self._gate(self.link.start)
-
-    def stop(self) -> LinkResult:
-        """Delegated while answers remain, else never answered."""
-        return self._gate(self.link.stop)
-
-    def set_availability(self, available: bool) -> LinkResult:
-        """Delegated while answers remain, else never answered."""
-        return self._gate(lambda: self.link.set_availability(available))
-
-    def read(self) -> Telemetry:
-        """Readings still work."""
-        return self.link.read()
 
 
 class Coordinator:
