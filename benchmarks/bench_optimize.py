@@ -51,6 +51,24 @@ before the slot; taper rows as dense cumulative sums (fewer iterations, slower);
 HiGHS options (presolve off, primal simplex, edge weights, cost perturbation, permutation,
 substitution fill-in); the IPM (220-280 ms). Scaling the objective down
 (``user_objective_scale``) buys iterations only by loosening the optimality tolerance.
+Also measured on the hardest set: HiGHS's HiPO interior point (``highspy-extras``, 390-520 ms), PDLP
+(38 s), the parallel dual simplex (250 ms), primal simplex (260 ms), COIN CLP's dual and primal
+simplex (300-320 ms, 7,500 iterations); crash strategies (ignored once presolve runs); a Dantzig-Wolfe
+decomposition with one column per session trajectory and a HiGHS master (exact to 2e-10 in about
+24 rounds, 650-820 ms: the master alone 360-510 ms). The presolved LP restarted from the optimal
+basis of the same instance takes 10-16 ms (Devex pricing) after a +-2 % change of the load or a
+1 kWh change of the needs, but 220-750 ms after +-1 % on the prices: a basis does not survive the
+cost changes of a new cycle. Upper bounds from each session's fastest trajectory are valid but
+trigger a HiGHS presolve rule (bit 12 of ``presolve_rule_off``) that returns "optimal" solutions
+with balance residuals up to 2.6e-2 kW; they are not used.
+
+Structure of the hardest optimum (cycle 1): the peak stays at its 120 kW floor with import at the
+peak in about 80 of 96 slots, slot prices are nearly flat, and each session ends at the lower of its
+need and its fastest-trajectory energy. The ~20 sessions with taper rows alone take 72-102 ms
+(~2,500-3,000 iterations), the other 30 alone 19 ms: sessions deep in the taper reach almost the
+same final energy whatever slots they charge in (at full taper power the difference between two
+such trajectories is multiplied by about 0.83 per slot), and the simplex spends its iterations
+trading these tiny losses against tiny price differences.
 
 Run: ``.venv/bin/python benchmarks/bench_optimize.py [--cycles 30] [--seed 0]``
 """
