@@ -3,62 +3,27 @@ crash or a hang (each probe after the garbage must still be answered)."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
-import threading
-from collections.abc import Coroutine, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.loop import LoopThread, running
+from support.ocpp_fuzz import near_valid_test, random_json_test, random_text_test, spelled
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from qubit_sim.protocols.csms import Csms
 
-T = TypeVar("T")
 RECV_TIMEOUT_S = 3.0
-# What a CALL may legitimately be refused with. InternalError would mean a handler crashed.
-ALLOWED = {
-    "FormationViolation",
-    "FormatViolation",
-    "ProtocolError",
-    "RpcFrameworkError",
-    "PropertyConstraintViolation",
-    "MessageTypeNotSupported",
-    "NotImplemented",
-    "NotSupported",
-    "TypeConstraintViolation",
-    "OccurenceConstraintViolation",
-    "OccurrenceConstraintViolation",
-}
-
-
-class LoopThread:
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=20)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=5)
-        self.loop.close()
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Csms]:
-    loop = LoopThread()
-    csms = Csms(response_timeout_s=2.0)
-    loop.call(csms.start())
-    yield csms
-    loop.call(csms.stop())
-    loop.close()
+    with LoopThread() as loop, running(loop, Csms(response_timeout_s=2.0)) as csms:
+        yield csms
 
 
 class Client:
@@ -104,13 +69,10 @@ def client(server: Csms, request: pytest.FixtureRequest) -> Iterator[Client]:
     peer.ws.close()
 
 
-def code_of(client: Client, name: str) -> str:
-    spelled = {
-        "format": {"1.6": "FormationViolation", "2.0.1": "FormatViolation"},
-        "rpc": {"1.6": "ProtocolError", "2.0.1": "RpcFrameworkError"},
-        "type": {"1.6": "PropertyConstraintViolation", "2.0.1": "MessageTypeNotSupported"},
-    }
-    return spelled[name][client.version] if name in spelled else name
+@pytest.fixture(scope="module")
+def peer(client: Client) -> Client:
+    """The session under the name the shared fuzz tests of ``support.ocpp_fuzz`` ask for."""
+    return client
 
 
 BOOT_BAD_TYPE = {
@@ -151,7 +113,7 @@ def test_malformed_calls_get_the_specified_callerror(
         frame = json.dumps([2, "a8", *NO_HANDLER[client.version]])
     (reply,) = client.exchange(frame)
     assert reply[0] == 4 and reply[1] == expected_id
-    assert reply[2] == code_of(client, expected_code)
+    assert reply[2] == spelled(client.version, expected_code)
     assert isinstance(reply[3], str) and isinstance(reply[4], dict)
 
 
@@ -186,7 +148,7 @@ def test_a_bad_timestamp_in_a_transaction_message_is_a_format_violation(client: 
             },
         ]
     (reply,) = client.exchange(json.dumps([2, "ts", *payload]))
-    assert reply[:3] == [4, "ts", code_of(client, "format")]
+    assert reply[:3] == [4, "ts", spelled(client.version, "format")]
 
 
 def test_an_oversized_frame_closes_the_connection_cleanly(client: Client) -> None:
@@ -195,13 +157,6 @@ def test_an_oversized_frame_closes_the_connection_cleanly(client: Client) -> Non
     assert client.closes == before + 1
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
-    max_leaves=12,
-)
 stamps = st.one_of(
     st.just("2025-01-01T00:00:00Z"),
     st.text(max_size=30),
@@ -279,6 +234,22 @@ near_valid_16 = st.one_of(
         ),
     ),
 )
+
+
+def _meter_values_201(max_sampled: int) -> st.SearchStrategy[list[dict[str, Any]]]:
+    sampled_201 = st.fixed_dictionaries({"value": st.floats(allow_nan=False, allow_infinity=False)})
+    return st.lists(
+        st.fixed_dictionaries(
+            {
+                "timestamp": stamps,
+                "sampledValue": st.lists(sampled_201, min_size=1, max_size=max_sampled),
+            }
+        ),
+        min_size=1,
+        max_size=2,
+    )
+
+
 near_valid_201 = st.one_of(
     st.tuples(
         st.just("TransactionEvent"),
@@ -292,22 +263,7 @@ near_valid_201 = st.one_of(
             },
             optional={
                 "evse": st.fixed_dictionaries({"id": st.integers(-(2**31), 2**31)}),
-                "meterValue": st.lists(
-                    st.fixed_dictionaries(
-                        {
-                            "timestamp": stamps,
-                            "sampledValue": st.lists(
-                                st.fixed_dictionaries(
-                                    {"value": st.floats(allow_nan=False, allow_infinity=False)}
-                                ),
-                                min_size=1,
-                                max_size=3,
-                            ),
-                        }
-                    ),
-                    min_size=1,
-                    max_size=2,
-                ),
+                "meterValue": _meter_values_201(max_sampled=3),
                 "idToken": st.fixed_dictionaries(
                     {"idToken": st.text(max_size=36), "type": st.just("Central")}
                 ),
@@ -319,22 +275,7 @@ near_valid_201 = st.one_of(
         st.fixed_dictionaries(
             {
                 "evseId": st.integers(-3, 3),
-                "meterValue": st.lists(
-                    st.fixed_dictionaries(
-                        {
-                            "timestamp": stamps,
-                            "sampledValue": st.lists(
-                                st.fixed_dictionaries(
-                                    {"value": st.floats(allow_nan=False, allow_infinity=False)}
-                                ),
-                                min_size=1,
-                                max_size=2,
-                            ),
-                        }
-                    ),
-                    min_size=1,
-                    max_size=2,
-                ),
+                "meterValue": _meter_values_201(max_sampled=2),
             }
         ),
     ),
@@ -351,39 +292,13 @@ near_valid_201 = st.one_of(
     ),
 )
 
-FUZZ = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+test_random_text_never_breaks_the_csms = random_text_test()
+test_random_json_never_breaks_the_csms = random_json_test()
 
 
-def check(client: Client, frame: str | bytes, sent_id: Any = None) -> None:
-    replies = client.exchange(frame)
-    assert len(replies) <= 1
-    for reply in replies:
-        if reply[0] == 3:  # the random frame happened to be a valid CALL
-            assert reply[1] == sent_id
-        else:
-            assert reply[0] == 4 and reply[2] in ALLOWED, reply
+def near_valid(version: str) -> st.SearchStrategy[tuple[str, dict[str, Any]]]:
+    """Charge-point messages close to valid ones of OCPP ``version``."""
+    return near_valid_16 if version == "1.6" else near_valid_201
 
 
-@FUZZ
-@given(text=st.text(max_size=200))
-def test_random_text_never_breaks_the_csms(client: Client, text: str) -> None:
-    check(client, text)
-
-
-@FUZZ
-@given(value=json_values)
-def test_random_json_never_breaks_the_csms(client: Client, value: Any) -> None:
-    check(
-        client, json.dumps(value), value[1] if isinstance(value, list) and len(value) > 1 else None
-    )
-
-
-@FUZZ
-@given(data=st.data())
-def test_near_valid_charge_point_messages_never_break_the_csms(
-    client: Client, data: st.DataObject
-) -> None:
-    action, payload = data.draw(near_valid_16 if client.version == "1.6" else near_valid_201)
-    check(client, json.dumps([2, "fz", action, payload]), "fz")
+test_near_valid_charge_point_messages_never_break_the_csms = near_valid_test(near_valid, "fz")

@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.loop import LoopThread, running
 
 from qubit_sim.errors import ProtocolError
 from qubit_sim.protocols.modbus_link import DiscoveredModel, ModbusLink
 from qubit_sim.protocols.sunspec import quantize
 from qubit_sim.twins.der_device import SimpleBattery, SimplePv
 from qubit_sim.twins.sunspec_server import SunSpecServer
-
-T = TypeVar("T")
 
 
 class SimTime:
@@ -99,35 +96,14 @@ def test_link_refuses_a_device_without_the_models_it_needs() -> None:
     run(scenario)
 
 
-class LoopThread:
-    """An event loop in a thread, so synchronous hypothesis tests can drive async code."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=20)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=5)
-        self.loop.close()
-
-
 @pytest.fixture(scope="module")
 def battery_link() -> Iterator[tuple[LoopThread, SimpleBattery, SunSpecServer, ModbusLink]]:
-    loop = LoopThread()
     battery = SimpleBattery(capacity_kwh=200.0, p_charge_max_kw=60.0, p_discharge_max_kw=80.0)
-    server = SunSpecServer(battery, port=0)
-    loop.call(server.start())
-    link = ModbusLink("127.0.0.1", server.port, 1, "battery")
-    loop.call(link.connect())
-    yield loop, battery, server, link
-    loop.call(link.close())
-    loop.call(server.stop())
-    loop.close()
+    with LoopThread() as loop, running(loop, SunSpecServer(battery, port=0)) as server:
+        link = ModbusLink("127.0.0.1", server.port, 1, "battery")
+        loop.call(link.connect())
+        yield loop, battery, server, link
+        loop.call(link.close())
 
 
 @settings(

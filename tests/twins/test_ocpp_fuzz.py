@@ -6,49 +6,20 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import threading
-from collections.abc import Coroutine, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import websockets
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.loop import LoopThread
+from support.ocpp_fuzz import near_valid_test, random_json_test, random_text_test, spelled
 
 from qubit_sim.twins.charger_device import EvState, SimpleCharger
 from qubit_sim.twins.ocpp_cp import OcppChargePointTwin
 
-T = TypeVar("T")
 RECV_TIMEOUT_S = 3.0
-ALLOWED = {
-    "FormationViolation",
-    "FormatViolation",
-    "ProtocolError",
-    "RpcFrameworkError",
-    "PropertyConstraintViolation",
-    "MessageTypeNotSupported",
-    "NotImplemented",
-    "NotSupported",
-    "TypeConstraintViolation",
-    "OccurenceConstraintViolation",
-    "OccurrenceConstraintViolation",
-}
 NOW = "2025-01-01T00:00:00Z"
-
-
-class LoopThread:
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=20)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=5)
-        self.loop.close()
 
 
 class HostileCsms:
@@ -155,12 +126,10 @@ def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
     rig.close()
 
 
-def spelled(version: str, kind: str) -> str:
-    names = {
-        "format": {"1.6": "FormationViolation", "2.0.1": "FormatViolation"},
-        "rpc": {"1.6": "ProtocolError", "2.0.1": "RpcFrameworkError"},
-    }
-    return names[kind][version] if kind in names else kind
+@pytest.fixture(scope="module")
+def peer(harness: Harness) -> Harness:
+    """The rig under the name the shared fuzz tests of ``support.ocpp_fuzz`` ask for."""
+    return harness
 
 
 @pytest.mark.parametrize(
@@ -210,13 +179,6 @@ def test_a_composite_schedule_request_for_a_century_is_rejected_not_computed(
     assert reply[:2] == [3, "d1"] and reply[2]["status"] == "Rejected"
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
-    max_leaves=12,
-)
 numbers = st.one_of(st.integers(-(2**40), 2**40), st.floats(allow_nan=False, allow_infinity=False))
 stamps = st.one_of(st.just(NOW), st.text(max_size=25), st.datetimes().map(lambda d: d.isoformat()))
 periods = st.lists(
@@ -276,6 +238,17 @@ def _profile(version: str) -> st.SearchStrategy[dict[str, Any]]:
 
 def near_valid(version: str) -> st.SearchStrategy[tuple[str, dict[str, Any]]]:
     connector = st.integers(-2, 4)
+    # The same request in both versions; only the name of the connector/EVSE field differs.
+    composite_schedule = st.tuples(
+        st.just("GetCompositeSchedule"),
+        st.fixed_dictionaries(
+            {
+                "connectorId" if version == "1.6" else "evseId": connector,
+                "duration": st.integers(-10, 10**7),
+            },
+            optional={"chargingRateUnit": st.sampled_from(["A", "W"])},
+        ),
+    )
     if version == "1.6":
         return st.one_of(
             st.tuples(
@@ -284,13 +257,7 @@ def near_valid(version: str) -> st.SearchStrategy[tuple[str, dict[str, Any]]]:
                     {"connectorId": connector, "csChargingProfiles": _profile(version)}
                 ),
             ),
-            st.tuples(
-                st.just("GetCompositeSchedule"),
-                st.fixed_dictionaries(
-                    {"connectorId": connector, "duration": st.integers(-10, 10**7)},
-                    optional={"chargingRateUnit": st.sampled_from(["A", "W"])},
-                ),
-            ),
+            composite_schedule,
             st.tuples(
                 st.just("ClearChargingProfile"),
                 st.fixed_dictionaries(
@@ -370,13 +337,7 @@ def near_valid(version: str) -> st.SearchStrategy[tuple[str, dict[str, Any]]]:
             st.just("SetChargingProfile"),
             st.fixed_dictionaries({"evseId": connector, "chargingProfile": _profile(version)}),
         ),
-        st.tuples(
-            st.just("GetCompositeSchedule"),
-            st.fixed_dictionaries(
-                {"evseId": connector, "duration": st.integers(-10, 10**7)},
-                optional={"chargingRateUnit": st.sampled_from(["A", "W"])},
-            ),
-        ),
+        composite_schedule,
         st.tuples(
             st.just("RequestStartTransaction"),
             st.fixed_dictionaries(
@@ -433,44 +394,18 @@ def near_valid(version: str) -> st.SearchStrategy[tuple[str, dict[str, Any]]]:
     )
 
 
-FUZZ = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+test_random_text_never_breaks_the_twin = random_text_test()
+test_random_json_never_breaks_the_twin = random_json_test()
 
 
-def check(harness: Harness, frame: str, sent_id: Any = None) -> None:
-    replies = harness.exchange(frame)
-    assert len(replies) <= 1
-    for reply in replies:
-        if reply[0] == 3:
-            assert reply[1] == sent_id
-        else:
-            assert reply[0] == 4 and reply[2] in ALLOWED, reply
-
-
-@FUZZ
-@given(text=st.text(max_size=200))
-def test_random_text_never_breaks_the_twin(harness: Harness, text: str) -> None:
-    check(harness, text)
-
-
-@FUZZ
-@given(value=json_values)
-def test_random_json_never_breaks_the_twin(harness: Harness, value: Any) -> None:
-    check(
-        harness, json.dumps(value), value[1] if isinstance(value, list) and len(value) > 1 else None
-    )
-
-
-@FUZZ
-@given(data=st.data())
-def test_near_valid_csms_requests_never_break_the_twin(
-    harness: Harness, data: st.DataObject
-) -> None:
-    action, payload = data.draw(near_valid(harness.version))
-    check(harness, json.dumps([2, "nv", action, payload]), "nv")
+def _device_within_its_limits(harness: Harness) -> None:
     device = harness.device
     for connector in (1, 2):
         limit = device.limit_kw(connector)
         assert limit is None or limit >= 0.0
         assert 0.0 <= device.p_kw(connector) <= device.max_power_kw(connector)
+
+
+test_near_valid_csms_requests_never_break_the_twin = near_valid_test(
+    near_valid, "nv", then=_device_within_its_limits
+)

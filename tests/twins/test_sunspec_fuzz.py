@@ -2,53 +2,35 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
 import struct
-import threading
-from collections.abc import Coroutine, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from support.loop import LoopThread, running
 
 from qubit_sim.protocols.modbus_link import ModbusLink
 from qubit_sim.twins.der_device import SimpleBattery
 from qubit_sim.twins.sunspec_server import SunSpecServer
 
-T = TypeVar("T")
 UNIT = 1
 TIMEOUT_S = 3.0
 # Modbus exception codes a well-behaved server may answer with.
 PROPER_CODES = {1, 2, 3, 4, 11}
 
 
-class LoopThread:
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=20)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=5)
-        self.loop.close()
-
-
 @pytest.fixture(scope="module")
 def twin() -> Iterator[tuple[LoopThread, SunSpecServer, SimpleBattery]]:
-    loop = LoopThread()
     battery = SimpleBattery()
-    server = SunSpecServer(battery, port=0, unit_id=UNIT)
-    loop.call(server.start())
-    yield loop, server, battery
-    loop.call(server.stop())
-    loop.close()
+    with (
+        LoopThread() as loop,
+        running(loop, SunSpecServer(battery, port=0, unit_id=UNIT)) as server,
+    ):
+        yield loop, server, battery
 
 
 def exchange(port: int, frame: bytes) -> bytes:
