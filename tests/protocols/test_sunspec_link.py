@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.clock import SimTime, run
 from support.loop import LoopThread, running
 
 from qubit_sim.errors import ProtocolError
@@ -16,18 +17,6 @@ from qubit_sim.protocols.modbus_link import DiscoveredModel, ModbusLink
 from qubit_sim.protocols.sunspec import quantize
 from qubit_sim.twins.der_device import SimpleBattery, SimplePv
 from qubit_sim.twins.sunspec_server import SunSpecServer
-
-
-class SimTime:
-    def __init__(self) -> None:
-        self.now_s = 0.0
-
-    def __call__(self) -> float:
-        return self.now_s
-
-
-def run(test: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(test(), timeout=30))
 
 
 def chain(server: SunSpecServer) -> list[tuple[int, int, int]]:

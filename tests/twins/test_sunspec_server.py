@@ -5,30 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
+from support.clock import SimTime, run
 
 from qubit_sim.errors import ProtocolError
 from qubit_sim.protocols.sunspec import encode_raw, get_model
 from qubit_sim.twins.der_device import SimpleBattery, SimplePv
 from qubit_sim.twins.sunspec_server import SunSpecServer
-
-
-class SimTime:
-    """An explicit simulated clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now_s = 0.0
-
-    def __call__(self) -> float:
-        return self.now_s
-
-
-def run(test: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(test(), timeout=30))
 
 
 @contextlib.asynccontextmanager
