@@ -46,6 +46,13 @@ on; after the window they jump to the true values, so no energy is lost. A trans
 stop reads the charger's meter afresh (its billing reading is true) and the meter stays frozen
 at that reading.
 
+Under a controller that coordinates through Qubit L4 (the stack controllers) the commands that
+pass the filter go out as L4 commands in both modes, and a device in a ``modbus_timeout`` window
+answers no telemetry read in either (:class:`~qubit_sim.scenario.telemetry.TwinMeters`), so the
+two modes also agree on the stack's view of the batteries. A charger's telemetry is what the CSMS
+received on the wire and the twin's own meter in ``fast`` mode: under link faults only the wire's
+is late, lost or missing.
+
 The fraction form ``{fraction: x}`` draws ``max(1, round(x * n))`` chargers once per run from the
 run's ``faults`` random stream.
 """
@@ -511,9 +518,10 @@ def _command_logger(sim: Simulation, site: SiteModel) -> Any:
 class FaultedSimulation(Simulation):
     """``mode: fast`` with the scenario's faults.
 
-    Setpoints go straight to the devices (no L4 coordination), as in ``wire`` mode, through the
-    plan's filter (withheld, lost, delayed). Fault windows are logged as ``fault_start`` /
-    ``fault_end`` events.
+    Setpoints pass the plan's filter (withheld, lost, delayed), as in ``wire`` mode; what passes
+    goes to the devices, through Qubit L4 coordination for a controller that coordinates (the
+    stack controllers), straight otherwise. Commands held back by latency arrive directly when
+    due, as on the wire. Fault windows are logged as ``fault_start`` / ``fault_end`` events.
     """
 
     def __init__(self, site: SiteModel, *args: Any, **kwargs: Any) -> None:
@@ -545,5 +553,9 @@ class FaultedSimulation(Simulation):
         )
         now_s = self.engine.now_s
         log = self._log_command
-        self._deliver(self.faults.filter_commands(changes, now_s, self.router, log=log))
+        changes = self.faults.filter_commands(changes, now_s, self.router, log=log)
+        if self.coordinator is not None:
+            self.coordinator.apply(changes)
+        else:
+            self._deliver(changes)
         return self._held

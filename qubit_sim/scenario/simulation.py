@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -77,8 +77,9 @@ class Simulation:
         progress: Called with steps done.
         coordination: Route setpoints through Qubit L4 coordination
             (:mod:`qubit_sim.scenario.coordination`); ``None`` follows the controller's
-            ``uses_coordination``. Only the in-process setpoint path coordinates: a subclass
-            that overrides :meth:`_apply_setpoints` keeps its own path.
+            ``uses_coordination``. The coordinator built here reaches the devices through the
+            in-process links; a subclass with links of its own (``mode: wire``) sets
+            :attr:`in_process_coordination` to ``False`` and builds its coordinator itself.
         link_wrapper: ``(asset_id, link) -> link`` wrapping each device's L4 link (fault
             injection).
         coordinator_config: L4 settings (default: Qubit defaults).
@@ -87,6 +88,9 @@ class Simulation:
         coordinator: The L4 :class:`~qubit_sim.scenario.coordination.Coordinator`, or ``None``
             when setpoints go straight to the devices.
     """
+
+    #: Whether a coordinated run's L4 commands go through the in-process links built here.
+    in_process_coordination: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -157,7 +161,7 @@ class Simulation:
         self.coordinator: Coordinator | None = None
         if coordination is None:
             coordination = bool(getattr(self.controller, "uses_coordination", False))
-        if coordination and type(self)._apply_setpoints is Simulation._apply_setpoints:
+        if coordination and self.in_process_coordination:
             self.coordinator = Coordinator(
                 self.router,
                 self.engine,

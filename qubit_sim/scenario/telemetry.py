@@ -9,7 +9,8 @@ from those points:
 
 * ``mode: fast`` (:class:`TwinMeters`): the twins' own meters — a charger's power [W] and energy
   register [Wh] while an EV is plugged in, a battery's power [W] and SunSpec SoC [%] (rounded to
-  the SunSpec register, ``SoC_SF = -2``), a PV plant's power [W];
+  the SunSpec register, ``SoC_SF = -2``), a PV plant's power [W]; a battery or PV plant in a
+  ``modbus_timeout`` fault window answers no read (its points are missing, as on the wire);
 * ``mode: wire`` (:class:`WireMeters`): what the CSMS last received in ``MeterValues`` and what
   each :class:`~qubit_sim.protocols.modbus_link.ModbusLink` reads over Modbus TCP.
 
@@ -63,19 +64,35 @@ class TwinMeters:
         self.charger_ids = [charger_asset_id(str(c)) for c in sim.fleet.ids]
         self.battery_ids = [battery_asset_id(str(b)) for b in sim.bank.ids]
         self.pv_ids = [f"ast_pv_{p}" for p in sim.site.pv_ids]
+        #: The run's fault plan (a ``mode: fast`` run with a ``faults:`` section), else ``None``.
+        self.faults = getattr(sim, "faults", None)
 
     def read(self, now_s: int) -> list[RawReading]:
+        # A battery or PV plant in a Modbus timeout window answers no read, as its silent
+        # server on the wire: its points are missing.
+        silent = (
+            {(w.device_kind, w.index) for w in self.faults.active("modbus_timeout", now_s)}
+            if self.faults
+            else set()
+        )
         readings: list[RawReading] = []
         for asset, charger in zip(self.charger_ids, self.devices.chargers, strict=True):
             if charger.ev_connected(1):
                 readings.append(RawReading(asset, "power", charger.p_kw(1) * 1000.0, "W", now_s))
                 readings.append(RawReading(asset, "energy", charger.e_register_wh(1), "Wh", now_s))
-        for asset, battery in zip(self.battery_ids, self.devices.batteries, strict=True):
+        for j, (asset, battery) in enumerate(
+            zip(self.battery_ids, self.devices.batteries, strict=True)
+        ):
+            if ("battery", j) in silent:
+                readings.append(RawReading(asset, "power", None, "W", now_s))
+                readings.append(RawReading(asset, "soc", None, "percent", now_s))
+                continue
             readings.append(RawReading(asset, "power", battery.p_kw * 1000.0, "W", now_s))
             soc_pct = from_raw(to_raw(100.0 * battery.soc, SOC_SCALE_FACTOR), SOC_SCALE_FACTOR)
             readings.append(RawReading(asset, "soc", soc_pct, "percent", now_s))
-        for asset, plant in zip(self.pv_ids, self.devices.pv, strict=True):
-            readings.append(RawReading(asset, "power", plant.p_kw * 1000.0, "W", now_s))
+        for j, (asset, plant) in enumerate(zip(self.pv_ids, self.devices.pv, strict=True)):
+            power = None if ("pv", j) in silent else plant.p_kw * 1000.0
+            readings.append(RawReading(asset, "power", power, "W", now_s))
         return readings
 
 

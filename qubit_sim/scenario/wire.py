@@ -251,6 +251,9 @@ class WireSimulation(Simulation):
         faults: The run's :class:`~qubit_sim.scenario.faults.FaultPlan`.
     """
 
+    # Its coordinator (built below) sends L4 commands over OCPP and Modbus.
+    in_process_coordination = False
+
     def __init__(
         self,
         site: SiteModel,
