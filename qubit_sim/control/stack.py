@@ -3,9 +3,11 @@
 * ``qubit_greedy`` (:class:`QubitGreedy`): every slot, the documented greedy EV scheduler for the
   plugged EVs over the horizon, then the documented two-pass peak shaving of the battery
   (:func:`~qubit_sim.stack.optimize.qubit_baseline_plan`); the first slot is applied.
-* ``mpc`` (:class:`Mpc`): the exact site LP (:class:`~qubit_sim.stack.optimize.MpcOptimizer`),
-  built once in :meth:`Mpc.reset` and re-solved every slot over a rolling horizon, with the
-  billing-period peak reached so far (:class:`~qubit_sim.control.stack_meter.PeakMeter`).
+* ``mpc`` (:class:`Mpc`): the exact site LP (:class:`~qubit_sim.stack.optimize.MpcOptimizer`,
+  set up in :meth:`Mpc.reset`) solved every slot over a rolling horizon, with the billing-period
+  peak reached so far (:class:`~qubit_sim.control.stack_meter.PeakMeter`). With HiGHS (the
+  default) each slot's LP is assembled sparse and handed to HiGHS directly; with another solver
+  the cvxpy model is built once and re-solved with new parameters.
 * ``offline_optimal`` (:class:`OfflineOptimal`): the same LP over the whole run with perfect
   foresight, solved once in :meth:`OfflineOptimal.reset` and replayed: the lower bound every
   comparison reports.
