@@ -9,7 +9,10 @@
   Prices, export prices and carbon intensity are published tariff schedules, not forecasts, so they
   come from the scenario's series as in ``"oracle"``.
 
-Both give slot means over slots that start at the scenario start (:class:`Exogenous`).
+Both give slot means over slots that start at the scenario start (:class:`Exogenous`). The L2
+forecasters forecast slots of the epoch grid (:mod:`qubit_sim.stack.predict`); when the scenario
+start is not on that grid (e.g. hour slots from 06:30), each controller slot is the mean of the two
+grid slots it overlaps, weighted by the overlap.
 """
 
 from __future__ import annotations
@@ -129,6 +132,8 @@ class L2Forecast:
                 f"{len(info.pv_ids)}"
             )
         self._start = pd.Timestamp(site.times_utc[0])
+        # Where the controller's slots start within the forecasters' epoch-grid slots [s].
+        self._offset_s = int(self._start.value // 1_000_000_000) % site.slot_s
 
     def _time(self, t_s: int) -> pd.Timestamp:
         return self._start + pd.Timedelta(seconds=int(t_s))
@@ -141,11 +146,18 @@ class L2Forecast:
             forecaster.observe(when, [float(pv[plants].sum())])
 
     def _predict(self, forecaster: Any, now: pd.Timestamp, n: int, held: float) -> np.ndarray:
+        """Slot means of the ``n`` controller slots from ``now`` (a controller slot start)."""
+        slot_s, offset = self.site.slot_s, self._offset_s
         try:
-            mean = np.asarray(forecaster.predict(now, n, self.site.slot_s).mean, dtype=float)
+            # The grid slot containing `now` starts `offset` earlier: one more reaches the end.
+            grid = forecaster.predict(now, n + 1 if offset else n, slot_s).mean
         except self._insufficient:
             return np.full(n, held)
-        return np.where(np.isfinite(mean), mean, held)
+        grid = np.asarray(grid, dtype=float)
+        grid = np.where(np.isfinite(grid), grid, held)
+        if not offset:
+            return grid
+        return (grid[:-1] * (slot_s - offset) + grid[1:] * offset) / slot_s
 
     def exogenous(self, obs: Observation, first_slot: int, n_slots: int) -> Exogenous:
         published = self.site.series.window(first_slot, n_slots)

@@ -386,3 +386,39 @@ def test_battery_tracking_ends_the_slot_on_the_plan(
         soc = battery_step(soc, p_kw, 60, 200.0, 1e3, 1e3, 0.95, 0.92, 0.0, 1.0, 0.0).soc
     planned_end = planned_start + (charge * 0.95 - discharge / 0.92) * 0.25
     assert float(soc) * 200.0 == pytest.approx(planned_end, abs=1e-9)
+
+
+class _GridRamp:
+    """A stand-in L2 forecaster: the mean of epoch-grid slot ``g`` is ``g`` (a linear ramp)."""
+
+    def predict(self, now_utc: Any, horizon_slots: int, slot_s: int = 900) -> Any:
+        first = int(pd.Timestamp(now_utc).value // 1_000_000_000) // slot_s
+        return type("F", (), {"mean": first + np.arange(horizon_slots, dtype=float)})()
+
+
+@pytest.mark.parametrize("shift_s", [0, 450, 300])
+def test_l2_slots_off_the_epoch_grid_are_the_overlap_weighted_grid_slots(shift_s: int) -> None:
+    from qubit_sim.scenario.build import build_site
+    from qubit_sim.scenario.loader import load_scenario_text
+    from qubit_sim.scenario.simulation import Simulation
+
+    text = (ROOT / "scenarios" / "workplace_pv_battery.yaml").read_text()
+    start = pd.Timestamp("2025-06-02T00:00:00Z") + pd.Timedelta(seconds=shift_s)
+    text = re.sub(
+        r"(?m)^  start: .*$", f"  start: {start.isoformat().replace('+00:00', 'Z')}", text
+    )
+    loaded = load_scenario_text(text, base_dir=ROOT / "scenarios")
+    controller = make_controller("mpc", {"forecast": "l2"})
+    sim = Simulation(build_site(loaded, until_s=6 * 3600, controller=controller))
+    source = sim.controller.forecaster
+    source._load = _GridRamp()
+    obs = sim._make_observation()
+    load = source.exogenous(obs, 0, 4).load_kw
+    first = int(start.value // 1_000_000_000) // 900
+    # Controller slot j starts shift_s into grid slot first + j: on a ramp its mean is the
+    # grid value plus the fraction of a slot it is shifted by.
+    np.testing.assert_allclose(
+        load, first + np.arange(4) + (shift_s % 900) / 900, rtol=0, atol=1e-9
+    )
+    if shift_s % 900 == 0:
+        assert load.tolist() == (first + np.arange(4)).tolist()  # on the grid: the forecast as is
