@@ -6,6 +6,7 @@ Run: .venv/bin/python benchmarks/bench_predict.py
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 
@@ -62,6 +63,7 @@ def cycle_latency(factory, times, values, cycles=96):
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     times, load, pv = series(40, "1min")
     print("per-cycle predict, 96 x 15 min, 35 days of 1-min history (median ms):")
     base = cycle_latency(lambda: LoadForecaster("seasonal_naive"), times, load)
