@@ -70,14 +70,21 @@ def _console() -> Any:
 
 def _fail_scenario(exc: Exception) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    Console(stderr=True).print(
+        f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+    )
     raise typer.Exit(EXIT_SCENARIO)
 
 
 def _fail_run(console: Any, command: str, exc: Exception) -> None:
     """A run that stopped on a simulation error: say so and exit with ``EXIT_FAILED``."""
-    console.print(f"[bold red]{command} failed:[/] {exc}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    console.print(
+        f"[bold red]{command} failed:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+    )
     raise typer.Exit(EXIT_FAILED) from None
 
 
@@ -158,11 +165,19 @@ def run(
         str | None, typer.Option(help="Simulate only this long, e.g. 1d, 12h (default: all).")
     ] = None,
     controller: Annotated[
-        str | None, typer.Option(help="Controller name or 'module:Class' (overrides the YAML).")
+        str | None,
+        typer.Option(
+            help="Controller name or 'module:Class' (overrides the YAML). The scenario's own "
+            "controller keeps its controller.params; any other starts from its defaults."
+        ),
     ] = None,
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Controller parameter key=value (repeatable)."),
+        typer.Option(
+            "--set",
+            help="Controller parameter key=value, read as YAML (repeatable); merges over the "
+            "scenario's controller.params when the controller is the scenario's own.",
+        ),
     ] = None,
     plots: PlotsOption = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -190,10 +205,6 @@ def run(
         loaded = load_scenario(scenario)
     except ScenarioError as exc:
         _fail_scenario(exc)
-    if params and controller is None:
-        controller = loaded.spec.controller.name
-        params = {**loaded.spec.controller.params, **params}
-
     try:
         with _progress_bar(console, f"simulating {loaded.name}", "steps", quiet) as update:
             result = run_loaded(
@@ -215,13 +226,14 @@ def run(
 
 
 def _print_kpis(console: Any, result: Any) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     kpis = result.kpis
     currency = kpis.get("currency", "")
     manifest = result.manifest
     table = Table(
-        title=f"{manifest['scenario']} — {manifest['controller']}, seed {manifest['seed']}",
+        title=escape(f"{manifest['scenario']} — {manifest['controller']}, seed {manifest['seed']}"),
         title_justify="left",
     )
     table.add_column("KPI")
@@ -238,14 +250,14 @@ def _print_kpis(console: Any, result: Any) -> None:
         )
         if key == "energy_balance_error_kwh":
             text = f"{value:.2e}"
-        table.add_row(label, text, unit.format(currency=currency))
+        table.add_row(label, text, escape(unit.format(currency=currency)))
     console.print(table)
     timings = manifest.get("timings_s", {})
     console.print(
         f"{manifest['n_steps']:,} steps of {manifest['step_s']} s simulated in "
         f"{timings.get('simulate', 0):.1f} s (total {timings.get('total', 0):.1f} s)"
     )
-    console.print(f"results: [bold]{result.out_dir}[/]", highlight=False)
+    console.print(f"results: [bold]{escape(str(result.out_dir))}[/]", highlight=False)
 
 
 @app.command()
@@ -257,6 +269,8 @@ def validate(
     ] = True,
 ) -> None:
     """Check scenario files; report every problem with its YAML path and line."""
+    from rich.markup import escape
+
     from qubit_sim.errors import ScenarioError
     from qubit_sim.scenario.build import build_site
     from qubit_sim.scenario.loader import load_scenario
@@ -273,10 +287,10 @@ def validate(
             from rich.console import Console
 
             Console(stderr=True).print(
-                f"[bold red]invalid:[/] {exc}", highlight=False, soft_wrap=True
+                f"[bold red]invalid:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
             )
             continue
-        console.print(f"[green]valid:[/] {path} ({loaded.name})", highlight=False)
+        console.print(f"[green]valid:[/] {escape(f'{path} ({loaded.name})')}", highlight=False)
     if failed:
         raise typer.Exit(EXIT_SCENARIO)
 
@@ -289,6 +303,7 @@ def list_(
     ),
 ) -> None:
     """List shipped scenarios, twin templates and controllers."""
+    from rich.markup import escape
     from rich.table import Table
 
     from qubit_sim.control.registry import default_registry
@@ -301,7 +316,7 @@ def list_(
     if what in ("scenarios", "all"):
         import yaml
 
-        table = Table(title=f"Scenarios ({scenarios_dir})", title_justify="left")
+        table = Table(title=escape(f"Scenarios ({scenarios_dir})"), title_justify="left")
         table.add_column("file")
         table.add_column("name")
         table.add_column("description")
@@ -314,7 +329,7 @@ def list_(
                 name = (yaml.safe_load(text) or {}).get("site", {}).get("name", "?")
             except yaml.YAMLError:
                 name = "(invalid YAML)"
-            table.add_row(str(file), str(name), description)
+            table.add_row(escape(str(file)), escape(str(name)), escape(description))
         console.print(table)
     if what in ("templates", "all"):
         table = Table(title="Twin templates", title_justify="left")
@@ -322,14 +337,16 @@ def list_(
         table.add_column("kind")
         table.add_column("description")
         for template in TemplateCatalogue.default(Path.cwd()):
-            table.add_row(template.name, template.kind, template.description)
+            table.add_row(
+                escape(template.name), escape(template.kind), escape(template.description)
+            )
         console.print(table)
     if what in ("controllers", "all"):
         table = Table(title="Controllers", title_justify="left")
         table.add_column("name")
         table.add_column("description")
         for name, description in default_registry().describe().items():
-            table.add_row(name, description)
+            table.add_row(escape(name), escape(description))
         table.add_row("module:Class", "your own Controller subclass, by import path")
         console.print(table)
 
@@ -517,16 +534,16 @@ def backtest(
     horizon: Annotated[str, typer.Option(help="Forecast horizon (15-min slots).")] = "24h",
     warmup: Annotated[str, typer.Option(help="History before the first forecast.")] = "2d",
 ) -> None:
-    """Backtest the L2 forecasters (PV, load) on a scenario: MAE, RMSE, interval coverage."""
-    import tempfile
+    """Backtest the L2 forecasters (PV, load) on a scenario: MAE, RMSE, interval coverage.
 
+    Given a scenario, it is run first into a temporary folder, which is removed afterwards.
+    """
     import pandas as pd
+    from rich.markup import escape
     from rich.table import Table
 
     from qubit_sim.core.clock import parse_duration
-    from qubit_sim.errors import QubitSimError, ScenarioError
-    from qubit_sim.scenario.loader import load_scenario
-    from qubit_sim.scenario.runner import run_loaded
+    from qubit_sim.errors import QubitSimError
     from qubit_sim.stack.predict import backtest_scenario_frame
 
     try:
@@ -534,17 +551,8 @@ def backtest(
         until_s = parse_duration(until) if until is not None else None
     except ValueError as exc:
         _fail_scenario(exc)
-    try:
-        if source.is_dir():
-            folder = source
-            loaded = load_scenario(folder / "scenario.yaml")
-        else:
-            loaded = load_scenario(source)
-            folder = Path(tempfile.mkdtemp(prefix="qubit-backtest-"))
-            run_loaded(loaded, out=folder, until_s=until_s, plots=False, settle=False)
-    except ScenarioError as exc:
-        _fail_scenario(exc)
-    df = pd.read_parquet(folder / "timeseries.parquet")
+    with _backtest_source(source, until_s) as (loaded, folder):
+        df = pd.read_parquet(folder / "timeseries.parquet")
     site = loaded.spec.site
     plants = loaded.spec.assets.pv
     main = plants[0] if plants else None
@@ -565,21 +573,58 @@ def backtest(
         )
     except QubitSimError as exc:
         _fail_scenario(exc)
-    table = Table(title=f"Forecast backtest — {loaded.name}", title_justify="left")
+    table = Table(title=f"Forecast backtest — {escape(loaded.name)}", title_justify="left")
     for column in ("forecaster", "forecasts", "MAE [kW]", "RMSE [kW]", "cover 80 %", "cover 95 %"):
-        table.add_column(column, justify="left" if column == "forecaster" else "right")
+        # Forecaster names stay whole on a narrow terminal; the headers wrap instead.
+        first = column == "forecaster"
+        table.add_column(escape(column), justify="left" if first else "right", no_wrap=first)
     for name, report in reports.items():
         data = report.to_dict()
         coverage = data["coverage"]
         table.add_row(
-            name,
+            escape(name),
             str(data["n_forecasts"]),
             f"{data['mae']:.3f}",
             f"{data['rmse']:.3f}",
             f"{coverage.get('0.8', float('nan')):.3f}",
             f"{coverage.get('0.95', float('nan')):.3f}",
         )
-    _console().print(table)
+    console = _console()
+    if not console.is_terminal:
+        # Piped or redirected: no terminal to wrap for, so keep one line per header and row.
+        console.width = max(console.width, 100)
+    console.print(table)
+
+
+@contextmanager
+def _backtest_source(source: Path, until_s: int | None) -> Iterator[tuple[Any, Path]]:
+    """(loaded scenario, results folder) of ``source``: a results folder as it is, or a scenario
+    run quietly into a temporary folder that is removed on exit, also on error."""
+    import tempfile
+
+    from qubit_sim.errors import ControllerError, ScenarioError, SimulationError
+    from qubit_sim.scenario.loader import load_scenario
+    from qubit_sim.scenario.runner import run_loaded
+
+    given_results = source.is_dir()
+    try:
+        loaded = load_scenario(source / "scenario.yaml" if given_results else source)
+    except ScenarioError as exc:
+        _fail_scenario(exc)
+    if given_results:
+        if not (source / "timeseries.parquet").is_file():
+            _fail_scenario(ValueError(f"{source} has no timeseries.parquet; pass a run's results"))
+        yield loaded, source
+        return
+    with tempfile.TemporaryDirectory(prefix="qubit-backtest-") as temp:
+        folder = Path(temp)
+        try:
+            run_loaded(loaded, out=folder, until_s=until_s, plots=False, settle=False)
+        except (ScenarioError, ControllerError) as exc:
+            _fail_scenario(exc)
+        except SimulationError as exc:
+            _fail_run(_console(), "backtest", exc)
+        yield loaded, folder
 
 
 def _greedy_lists(args: list[str], names: tuple[str, ...]) -> dict[str, list[str]]:
@@ -627,9 +672,13 @@ def compare(
     Controllers: uncontrolled, rule_based, qubit_greedy, mpc, offline_optimal,
     rl:models/NAME, module:Class (default: the first five).
 
-    Every controller sees the same EV sessions for a seed. Writes runs/, kpis.parquet, kpis.csv,
-    summary.csv and plots/ to --out. Exits 1 if a run failed.
+    Every controller sees the same EV sessions for a seed. On each scenario, the scenario's own
+    controller runs with its controller.params, every other controller with its defaults.
+    Writes runs/, kpis.parquet, kpis.csv, summary.csv and plots/ to --out. Exits 1 if a run
+    failed.
     """
+    from rich.markup import escape
+
     from qubit_sim.core.clock import parse_duration
     from qubit_sim.errors import QubitSimError
     from qubit_sim.experiments import compare as run_compare
@@ -681,12 +730,13 @@ def compare(
         # Piped or redirected: no terminal to wrap for, so keep one line per row.
         console.width = max(console.width, 200)
     console.print(summary_table(result))
-    console.print(f"results: [bold]{result.out_dir}[/]", highlight=False)
+    console.print(f"results: [bold]{escape(str(result.out_dir))}[/]", highlight=False)
     failed = result.failed
     if len(failed):
         for row in failed.itertuples(index=False):
+            where = escape(f"{row.scenario}/{row.controller}/seed{row.seed}: {row.error}")
             console.print(
-                f"[bold red]failed:[/] {row.scenario}/{row.controller}/seed{row.seed}: {row.error}",
+                f"[bold red]failed:[/] {where}",
                 highlight=False,
                 soft_wrap=True,
             )

@@ -53,6 +53,19 @@ def test_run_with_controller_override_and_set(tmp_path: Path) -> None:
     assert json.loads((out / "manifest.json").read_text())["controller"] == "rule_based"
 
 
+def test_controller_refusing_its_parameters_marks_the_manifest(tmp_path: Path) -> None:
+    # Found in Controller.reset, after the results folder exists: it must not stay "running".
+    out = tmp_path / "res"
+    result = cli("run", "scenarios/workplace_pv_battery.yaml", "--controller", "mpc",
+                 "--set", "slot_s=30min", "--until", "1h", "--out", str(out), "-q")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "plans in slots of 1800 s" in result.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "incomplete" and manifest["steps_done"] == 0
+    assert "plans in slots of 1800 s" in manifest["error"]
+    assert manifest["stopped_at"] == "2025-06-02T00:00:00Z"
+
+
 def test_validate_reports_every_problem_without_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(
@@ -113,3 +126,4 @@ def test_backtest_reports_each_forecaster() -> None:
     for name in ("pv_clearsky", "load_seasonal_naive", "load_regression"):
         assert name in result.stdout
     assert "MAE" in result.stdout and "cover 80 %" in result.stdout
+    assert "[kW]" in result.stdout

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from qubit_sim.control.base import Controller
@@ -12,6 +12,7 @@ from qubit_sim.errors import ControllerError
 __all__ = [
     "ControllerRegistry",
     "controller_names",
+    "controller_params_for",
     "default_registry",
     "is_import_path",
     "make_controller",
@@ -122,3 +123,25 @@ def controller_names() -> list[str]:
 
 def make_controller(name: str, params: dict[str, Any] | None = None) -> Controller:
     return default_registry().make(name, params)
+
+
+def controller_params_for(
+    name: str,
+    scenario_controller: str,
+    scenario_params: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The parameters controller ``name`` is built with on a scenario.
+
+    One rule everywhere (``run``, ``compare``): the scenario's own controller (``name`` equals
+    its ``controller.name``) starts from the scenario's ``controller.params``; any other
+    controller starts from its defaults. ``overrides`` (``--set``) merge over either.
+
+    Args:
+        name: The controller to build: a registered name or ``"module:Class"``.
+        scenario_controller: The scenario's ``controller.name``.
+        scenario_params: The scenario's ``controller.params``.
+        overrides: Parameters given for this run; they win over the scenario's.
+    """
+    base = dict(scenario_params or {}) if name == scenario_controller else {}
+    return {**base, **(overrides or {})}

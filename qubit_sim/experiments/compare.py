@@ -59,27 +59,66 @@ class ComparisonResult:
         return self.runs[self.runs.status != "complete"]
 
 
-def _load(paths: Sequence[str | Path]) -> tuple[list[tuple[str, Path]], dict[str, float | None]]:
+@dataclass(frozen=True)
+class _Scenario:
+    """What the comparison needs of a scenario before any run."""
+
+    name: str
+    path: Path
+    import_limit_kw: float | None
+    controller: str
+    controller_params: dict[str, Any]
+
+
+def _load(paths: Sequence[str | Path]) -> list[_Scenario]:
     from qubit_sim.scenario.loader import load_scenario
 
     if not paths:
         raise ScenarioError(
             [ConfigIssue("scenarios", "no scenarios to compare; pass --scenarios a.yaml [b.yaml]")]
         )
-    scenarios, limits = [], {}
+    scenarios = []
     for path in paths:
         loaded = load_scenario(path)
-        scenarios.append((loaded.name, Path(path)))
-        limits[loaded.name] = loaded.spec.site.grid_connection.import_kw
-    return scenarios, limits
+        own = loaded.spec.controller
+        scenarios.append(
+            _Scenario(
+                loaded.name,
+                Path(path),
+                loaded.spec.site.grid_connection.import_kw,
+                own.name,
+                dict(own.params),
+            )
+        )
+    return scenarios
 
 
-def _check_controllers(specs: Sequence[ControllerSpec]) -> None:
-    """Build each controller once here, so a typo fails before any worker starts."""
+def _resolved_params(
+    scenarios: Sequence[_Scenario], specs: Sequence[ControllerSpec]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{controller label: {scenario: params}}``: each run's parameters, by the rule of
+    :func:`~qubit_sim.control.registry.controller_params_for` (the runs apply it themselves)."""
+    from qubit_sim.control.registry import controller_params_for
+
+    return {
+        spec.label: {
+            s.name: controller_params_for(spec.name, s.controller, s.controller_params, spec.params)
+            for s in scenarios
+        }
+        for spec in specs
+    }
+
+
+def _check_controllers(
+    specs: Sequence[ControllerSpec], params: dict[str, dict[str, dict[str, Any]]]
+) -> None:
+    """Build each controller here with each scenario's parameters, so a typo or a rejected
+    parameter fails before any worker starts."""
     from qubit_sim.control.registry import make_controller
 
     for spec in specs:
-        make_controller(spec.name, dict(spec.params))
+        for scenario_params in params[spec.label].values():
+            make_controller(spec.name, scenario_params)
 
 
 def compare(
@@ -102,7 +141,10 @@ def compare(
 
     Args:
         scenarios: Scenario YAML files.
-        controllers: Names (``mpc``), ``"module:Class"``, ``rl:models/<name>``, or specs.
+        controllers: Names (``mpc``), ``"module:Class"``, ``rl:models/<name>``, or specs. On each
+            scenario, its own controller (``controller.name``) runs with the scenario's
+            ``controller.params`` with the spec's parameters merged over them; any other with
+            its defaults plus the spec's parameters.
         seeds: A count ``n`` (seeds ``0..n-1``) or the seeds themselves.
         out: Results folder of the comparison.
         until_s: Simulate only the first ``until_s`` seconds of each scenario [s].
@@ -130,10 +172,11 @@ def compare(
         raise ScenarioError(
             [ConfigIssue("controllers", "no controllers to compare; pass --controllers a b")]
         )
-    loaded, limits = _load(scenarios)
-    _check_controllers(specs)
+    loaded = _load(scenarios)
+    params = _resolved_params(loaded, specs)
+    _check_controllers(specs, params)
     tasks = plan_runs(
-        loaded,
+        [(s.name, s.path) for s in loaded],
         specs,
         seed_list,
         folder,
@@ -172,19 +215,20 @@ def compare(
             runs,
             folder / "plots",
             seed=seed_list[0],
-            import_limits_kw=limits,
+            import_limits_kw={s.name: s.import_limit_kw for s in loaded},
             ci=f"ci{round(confidence * 100):d}",
             currency=currency,
             controllers=labels,
         )
-    _write_manifest(folder, loaded, specs, seed_list, until_s, runner, runs, started, ran)
+    _write_manifest(folder, loaded, specs, params, seed_list, until_s, runner, runs, started, ran)
     return ComparisonResult(folder, runs, summary, written, currency)
 
 
 def _write_manifest(
     folder: Path,
-    scenarios: Sequence[tuple[str, Path]],
+    scenarios: Sequence[_Scenario],
     specs: Sequence[ControllerSpec],
+    params: dict[str, dict[str, dict[str, Any]]],
     seeds: Sequence[int],
     until_s: int | None,
     runner: LocalExecutor | RayExecutor,
@@ -197,8 +241,16 @@ def _write_manifest(
     write_json(
         folder / "compare.json",
         {
-            "scenarios": {name: str(path) for name, path in scenarios},
-            "controllers": [{"label": s.label, "name": s.name, "params": s.params} for s in specs],
+            "scenarios": {s.name: str(s.path) for s in scenarios},
+            "controllers": [
+                {
+                    "label": s.label,
+                    "name": s.name,
+                    "params": s.params,
+                    "params_by_scenario": params[s.label],
+                }
+                for s in specs
+            ],
             "seeds": list(seeds),
             "until_s": until_s,
             "executor": runner.name,
@@ -224,7 +276,11 @@ def _fmt(value: float, half: float) -> str:
 
 
 def summary_table(result: ComparisonResult, confidence: float = 0.95) -> Any:
-    """A rich table of the summary: mean ± CI per KPI, and the gap to the baseline."""
+    """A rich table of the summary: mean ± CI per KPI, and the gap to the baseline.
+
+    Headers and names are escaped: rich would read ``[kW]`` as markup and drop it.
+    """
+    from rich.markup import escape
     from rich.table import Table
 
     ci = f"ci{round(confidence * 100):d}"
@@ -238,13 +294,16 @@ def summary_table(result: ComparisonResult, confidence: float = 0.95) -> Any:
     present = [(k, label, unit) for k, label, unit in MAIN_KPIS if f"{k}_mean" in result.summary]
     for _, label, unit in present:
         suffix = unit.format(currency=result.currency)
-        table.add_column(f"{label} [{suffix}]" if suffix else label, justify="right")
+        table.add_column(escape(f"{label} [{suffix}]" if suffix else label), justify="right")
     table.add_column(f"gap to {BASELINE}", justify="right")
     table.add_column("gap %", justify="right")
     previous = None
     for row in result.summary.itertuples(index=False):
         data = row._asdict()
-        cells = [data["scenario"] if data["scenario"] != previous else "", data["controller"]]
+        cells = [
+            escape(data["scenario"]) if data["scenario"] != previous else "",
+            escape(data["controller"]),
+        ]
         previous = data["scenario"]
         for key, _, _ in present:
             cells.append(_fmt(data[f"{key}_mean"], data[f"{key}_{ci}"]))

@@ -66,7 +66,10 @@ def run(
         until_s: Simulate only the first ``until_s`` seconds.
         controller: A registered name, ``"module:Class"``, or a controller instance; overrides the
             scenario's controller.
-        controller_params: Parameters for a controller given by name.
+        controller_params: Parameters for a controller given by name (or, without
+            ``controller``, for the scenario's own). The scenario's own controller starts from
+            its ``controller.params`` and these merge over them; any other controller starts
+            from its defaults (:func:`~qubit_sim.control.registry.controller_params_for`).
         plots: Write ``plots/*.png``.
         progress: Called with (steps done, total steps).
         settle: Settle the run at the end (``settlement/``: bills, signed invoices and
@@ -78,7 +81,10 @@ def run(
 
     Returns:
         The :class:`RunResult`. A run that fails half-way writes what it simulated, marks the
-        manifest ``incomplete`` and raises :class:`~qubit_sim.errors.SimulationError`.
+        manifest ``incomplete`` and raises :class:`~qubit_sim.errors.SimulationError`. An error
+        while the simulation is set up (e.g. a controller that rejects its parameters in
+        ``reset``) also marks the manifest ``incomplete``, with no steps done, and is raised as
+        it is (:class:`~qubit_sim.errors.ControllerError`, ...).
     """
     loaded = scenario if isinstance(scenario, LoadedScenario) else load_scenario(scenario)
     return run_loaded(
@@ -145,14 +151,21 @@ def run_loaded(
     wall_start = time.perf_counter()
     started_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     instance: Controller | None = None
-    controller_name = loaded.spec.controller.name
+    own = loaded.spec.controller
+    controller_name = own.name
+    # What the controller was built with; unknown for an instance passed in.
+    params: dict[str, Any] | None = dict(own.params)
+    if controller is None and controller_params:
+        controller = own.name
     if isinstance(controller, Controller):
         instance = controller
         controller_name = controller.name
+        params = None
     elif isinstance(controller, str):
-        from qubit_sim.control.registry import make_controller
+        from qubit_sim.control.registry import controller_params_for, make_controller
 
-        instance = make_controller(controller, controller_params or {})
+        params = controller_params_for(controller, own.name, own.params, controller_params)
+        instance = make_controller(controller, params)
         controller_name = controller
     site = build_site(loaded, seed=seed, until_s=until_s, controller=instance)
     built = time.perf_counter()
@@ -168,6 +181,7 @@ def run_loaded(
         "seed": run_seed,
         "mode": run_mode,
         "controller": controller_name,
+        **({"controller_params": params} if params is not None else {}),
         "start": site.clock.iso(0),
         "step_s": site.clock.step_s,
         "duration_s": site.clock.duration_s,
@@ -182,15 +196,30 @@ def run_loaded(
 
     total = site.clock.n_steps
     factory = simulation_factory or _simulation_class(run_mode, bool(loaded.spec.faults))
-    sim = factory(
-        site,
-        timeseries_path=folder / "timeseries.parquet",
-        events_path=folder / "events.jsonl",
-        progress=(lambda done: progress(done, total)) if progress else None,
-    )
     from qubit_sim.scenario.telemetry import attach_telemetry
 
-    telemetry = attach_telemetry(sim)
+    try:
+        sim = factory(
+            site,
+            timeseries_path=folder / "timeseries.parquet",
+            events_path=folder / "events.jsonl",
+            progress=(lambda done: progress(done, total)) if progress else None,
+        )
+        telemetry = attach_telemetry(sim)
+    except QubitSimError as exc:
+        # E.g. a controller that refuses its parameters in reset(): nothing was simulated, but
+        # the folder exists, so its manifest must not stay "running".
+        manifest.update(
+            {
+                "status": "incomplete",
+                "steps_done": 0,
+                "stopped_at_s": 0,
+                "stopped_at": site.clock.iso(0),
+                "error": str(exc),
+            }
+        )
+        write_json(folder / "manifest.json", manifest)
+        raise
     error: SimulationError | None = None
     try:
         sim.run()

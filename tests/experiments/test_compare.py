@@ -108,6 +108,10 @@ def test_run_folders_and_plots(local: ComparisonResult) -> None:
     console.print(summary_table(local))
     text = console.export_text()
     assert "offline_optimal" in text and "±" in text
+    # Lowercase units in brackets are rich markup tags unless escaped.
+    for header in ("peak import 15-min [kW]", "EV energy unmet [kWh]", "CO2 [kg]"):
+        assert header in text
+    assert f"total cost [{local.currency}]" in text
 
 
 def test_ray_executor_gives_the_same_table(local: ComparisonResult, tmp_path: Path) -> None:
@@ -156,6 +160,7 @@ def test_cli_compare_end_to_end(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr + result.stdout
     assert "offline_optimal" in result.stdout and "gap" in result.stdout
+    assert "[kW]" in result.stdout and "[kg]" in result.stdout
     summary = pd.read_csv(out / "summary.csv")
     assert list(summary.controller) == ["uncontrolled", "offline_optimal"]
     for name in ("cost_bars", "peak_bars", "unmet_bars", "profiles_depot_overnight"):

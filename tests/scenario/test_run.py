@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,50 @@ def test_power_flow_results_are_physical(full_run: RunResult) -> None:
     assert (df["grid_losses_kw"] >= -1e-9).all()
     bus_cols = [c for c in df if c.startswith("bus_") and c.endswith("_vm_pu")]
     assert bus_cols and np.allclose(df[bus_cols].min(axis=1), df["grid_vm_min_pu"])
+
+
+def _documented_event_types() -> set[str]:
+    """The event types the README's results-folder table names for ``events.jsonl``."""
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    row = next(line for line in lines if line.startswith("| `events.jsonl`"))
+    return set(re.findall(r"`([A-Za-z_]+)`", row))
+
+
+def test_event_types_of_the_shipped_scenarios_are_documented(full_run: RunResult) -> None:
+    seen = {event["type"] for event in full_run.events()}
+    assert {"ev_plugged", "ev_unplugged"} <= seen
+    assert seen <= _documented_event_types()
+
+
+# Faults on the office car park's battery and chargers, for a stack controller's run.
+FAULTS = [
+    {"kind": "latency", "devices": ["office_battery", "office1"], "delay": "5min", "at": "1h",
+     "duration": "2h"},
+    {"kind": "message_loss", "devices": {"fraction": 0.5}, "probability": 0.5, "at": 0,
+     "duration": "6h"},
+    {"kind": "modbus_timeout", "device": "office_battery", "at": "2h", "duration": "30min"},
+]  # fmt: skip
+
+
+def test_event_types_of_stack_and_fault_runs_are_documented(tmp_path: Path) -> None:
+    from qubit_sim.scenario.loader import load_scenario
+
+    path = ROOT / "scenarios" / "workplace_pv_battery.yaml"
+    seen: set[str] = set()
+    for name, overrides in (("plain", None), ("faults", {"faults": FAULTS})):
+        result = qubit_sim.run(
+            load_scenario(path, overrides=overrides),
+            seed=0,
+            out=tmp_path / name,
+            until_s=6 * 3600,
+            controller="qubit_greedy",
+            plots=False,
+            settle=False,
+        )
+        seen |= {event["type"] for event in result.events()}
+    assert {"ev_plugged", "COMMAND_CREATED", "COMMAND_COMPLETED", "STATE_CHANGED"} <= seen
+    assert {"fault_start", "fault_end", "command_delayed", "command_lost"} <= seen
+    assert seen <= _documented_event_types()
 
 
 def _compare(actual: object, expected: object) -> bool:
