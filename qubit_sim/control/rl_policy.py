@@ -5,8 +5,9 @@ into setpoints by the environment's own code: exogenous features from
 :class:`~qubit_sim.rl.horizon.Horizon`, state features from
 :class:`~qubit_sim.rl.features.ObservationLayout`, actions through
 :class:`~qubit_sim.rl.actions.ActionController`. Features are normalised with the scales stored
-in the model's ``card.json`` (those of the training horizon), so a run of another length or start
-gives the policy the values it learned on.
+in the model's ``card.json`` (those of the training horizon), so a run of another length, start
+or scenario gives the policy the values it learned on (as ``qubit-sim evaluate`` does, through
+:meth:`~qubit_sim.rl.features.ObservationLayout.use_scales`).
 
 Two state features need the site meter, which a controller does not see: the mean site power
 over the last control period and the billing-period peak. They are estimated from the building
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from qubit_sim.control.base import Controller, Observation, Setpoints, SiteInfo
-from qubit_sim.errors import ControllerError
+from qubit_sim.errors import ControllerError, ScenarioError
 
 __all__ = ["RlPolicy"]
 
@@ -43,7 +44,6 @@ class RlPolicy(Controller):
     name = "rl_policy"
 
     def __init__(self, model: str | Path) -> None:
-        from qubit_sim.errors import ScenarioError
         from qubit_sim.rl.evaluate import load_card, load_policy
 
         self.model_dir = Path(model)
@@ -79,25 +79,11 @@ class RlPolicy(Controller):
                 f"the policy was trained on {len(card['observation_names'])} "
                 f"({card['scenario']}); use a site with the same devices"
             )
-        scales = card["scales"]
-        layout.power_scale_kw = scales["power_kw"]
-        ratio = {
-            "price": horizon.price_scale / scales["price"],
-            "carbon": horizon.carbon_scale / scales["carbon"],
-            "power": horizon.power_scale_kw / scales["power_kw"],
-        }
-        self._exo_factor = np.array(
-            [
-                ratio["price"]
-                if name.startswith("price")
-                else ratio["carbon"]
-                if name.startswith("carbon")
-                else ratio["power"]
-                if name.startswith(("load", "pv"))
-                else 1.0
-                for name in horizon.exo_names
-            ]
-        )
+        # The rescaling `qubit-sim evaluate` applies too (SiteEnv.set_feature_scales).
+        try:
+            layout.use_scales(horizon, card.get("scales") or {})
+        except ScenarioError as exc:
+            raise ControllerError(f"rl_policy {self.model_dir}/card.json: {exc}") from None
         self._agent = ActionController(kind)
         self._agent.reset(site, rng)
         self._demand = DemandTracker(horizon.window_id, horizon.period_label)
@@ -157,7 +143,7 @@ class RlPolicy(Controller):
         layout = self.layout
         episode_k = k % self._episode_steps
         raw = np.empty((1, layout.size))
-        raw[0, : layout.n_exo] = self.horizon.exo_rows(self._offset_step + k) * self._exo_factor
+        layout.fill_exo(raw[0, : layout.n_exo], self.horizon.exo_rows(self._offset_step + k))
         voltage = obs.site_voltage_pu if self._power_flow else 1.0
         if voltage != voltage:
             voltage = 1.0

@@ -10,6 +10,7 @@ and KPIs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,7 @@ class SiteEnv(gym.Env[np.ndarray, np.ndarray]):
         self._episode_steps = horizon.episode_steps
         self._done = True
         self._projection_keys = _ProjectionKeys()
+        self._feature_scales: dict[str, float] | None = None
 
     # ------------------------------------------------------------------ info
     @property
@@ -122,7 +124,27 @@ class SiteEnv(gym.Env[np.ndarray, np.ndarray]):
     @property
     def power_scale_kw(self) -> float:
         """Power that normalises the power features [kW]."""
-        return self.horizon.power_scale_kw
+        return self.layout.power_scale_kw
+
+    @property
+    def feature_scales(self) -> dict[str, float] | None:
+        """Scales set by :meth:`set_feature_scales` (``None``: the horizon's own)."""
+        return None if self._feature_scales is None else dict(self._feature_scales)
+
+    def set_feature_scales(self, scales: Mapping[str, float] | None) -> None:
+        """Normalise observations by ``scales`` instead of the horizon's own scales.
+
+        A policy must see its features normalised as during training: pass its model card's
+        ``scales`` (``{"price", "carbon", "power_kw"}``) to run it on another scenario. This is
+        the rescaling the ``rl_policy`` controller applies
+        (:meth:`~qubit_sim.rl.features.ObservationLayout.use_scales`). ``None`` goes back to the
+        horizon's scales. Takes effect from the next observation.
+
+        Raises:
+            ScenarioError: a scale is missing or not positive.
+        """
+        self.layout.use_scales(self.horizon, scales)
+        self._feature_scales = None if scales is None else dict(scales)
 
     # ----------------------------------------------------------------- reset
     def reset(
@@ -321,7 +343,7 @@ class SiteEnv(gym.Env[np.ndarray, np.ndarray]):
         raw = self._raw
         row = raw[0]
         n_exo = layout.n_exo
-        row[:n_exo] = self.horizon.exo_rows(self._first + self._k)
+        layout.fill_exo(row[:n_exo], self.horizon.exo_rows(self._first + self._k))
         layout.fill_state_one(
             row[n_exo:],
             self._k,
@@ -396,11 +418,14 @@ class SiteDispatchEnv(SiteEnv):
     ## Description
 
     The site of a scenario YAML (chargers with EVs, batteries, PV, building loads, optionally on a
-    simulated feeder) runs in the real simulator. At each control instant (the scenario's
-    ``controller.period``, 15 min in the shipped scenarios) the agent sets the battery power and
-    one EV power level shared among the plugged EVs; the simulator runs to the next control
-    instant. An episode is one window (``episode_length``, default one day) of the scenario's
-    horizon, built once per environment.
+    simulated feeder) runs in the real simulator. At each control instant the agent sets the
+    battery power and one EV power level shared among the plugged EVs; the simulator runs to the
+    next control instant. Control instants are the scenario's ``controller.period``, or every
+    ``site.step`` when it sets none: of the shipped scenarios, ``workplace_pv_battery`` sets
+    15 min (96 steps a day); ``depot_overnight`` and ``residential_feeder`` set none and step
+    every 60 s, so a one-day episode there is 1,440 steps (pass
+    ``overrides={"controller": {"period": "15min"}}`` for 96). An episode is one window
+    (``episode_length``, default one day) of the scenario's horizon, built once per environment.
 
     ## Action Space
 
@@ -424,7 +449,9 @@ class SiteDispatchEnv(SiteEnv):
     ``Box(float32)`` of ``18 + 3 * lookahead_h`` normalised features (36 with the default
     ``lookahead_h=6``). ``P`` = :attr:`power_scale_kw` (summed charger ratings + battery charge
     limits + peak building load + peak PV [kW]); ``R`` = summed charger ratings [kW]; prices and
-    carbon are divided by their horizon maximum. Times are local (the site's time zone).
+    carbon are divided by their horizon maximum. :meth:`set_feature_scales` replaces ``P`` and
+    the two maxima by a trained policy's (its model card's ``scales``). Times are local (the
+    site's time zone).
 
     | Num | Feature | Value | Range |
     |-----|---------|-------|-------|

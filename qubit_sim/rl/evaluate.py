@@ -5,6 +5,11 @@ environment: the policy acts through the environment's ``step``, the baselines
 (``uncontrolled``, ``rule_based``) are swapped in as the simulation's controller. KPIs are those
 of :func:`qubit_sim.run` (:meth:`~qubit_sim.rl.envs.SiteEnv.episode_kpis`), averaged over
 episodes.
+
+The policy's observations are normalised by the scales of its model card (those of its training
+horizon), on any scenario, as the ``rl_policy`` controller normalises them. A baseline is built
+as ``qubit_sim.run`` builds it: with the scenario's ``controller.params`` when it is the
+scenario's own controller (its ``controller.name``), with its defaults otherwise.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from qubit_sim.errors import ConfigIssue, ScenarioError
 __all__ = [
     "BASELINES",
     "CARD_KPIS",
+    "baseline_params",
     "evaluate_model",
     "load_card",
     "load_policy",
@@ -68,6 +74,20 @@ def load_policy(folder: str | Path, card: dict[str, Any] | None = None) -> Any:
     return algo_class(card["algo"]).load(Path(folder) / "policy.zip", device="cpu")
 
 
+def baseline_params(name: str, loaded: Any) -> dict[str, Any]:
+    """Parameters baseline ``name`` is built with on scenario ``loaded``.
+
+    The rule of ``run`` and ``compare``
+    (:func:`~qubit_sim.control.registry.controller_params_for`): the scenario's
+    ``controller.params`` when ``name`` is its ``controller.name``, the defaults (``{}``)
+    otherwise.
+    """
+    from qubit_sim.control.registry import controller_params_for
+
+    spec = loaded.spec.controller
+    return controller_params_for(name, spec.name, spec.params)
+
+
 def _episode_with_controller(env: Any, block: int, controller: Any) -> dict[str, Any]:
     """Run ``block`` with ``controller`` in place of the env's agent; the episode's KPIs."""
     agent = env.controller
@@ -112,11 +132,14 @@ def evaluate_model(
         scenario: Scenario YAML (default: the one the policy was trained on).
         split: ``"test"``, ``"train"`` or ``"all"``.
         episodes: The first ``episodes`` blocks of the split (default: all of them).
-        env / card / model: Already built objects, to skip rebuilding them.
+        env / card / model: Already built objects, to skip rebuilding them. The policy sees
+            ``env``'s observations normalised by ``card["scales"]`` (set on a given ``env`` for
+            the evaluation, then restored).
 
     Returns:
         ``{"split", "blocks", "currency", "mean": {controller: {kpi: value}},
-        "episodes": {controller: [kpis per block]}}``; the policy's entry is ``"policy"``.
+        "episodes": {controller: [kpis per block]}, "baseline_params": {baseline: params}}``;
+        the policy's entry is ``"policy"``.
     """
     from qubit_sim.control.registry import make_controller
     from qubit_sim.rl.train import make_env
@@ -131,12 +154,18 @@ def evaluate_model(
         if episodes <= 0:
             raise ScenarioError([ConfigIssue("episodes", f"must be > 0, found {episodes}")])
         blocks = blocks[:episodes]
+    params = {name: baseline_params(name, env.horizon.loaded) for name in BASELINES}
     per: dict[str, list[dict[str, Any]]] = {"policy": []}
-    for block in blocks:
-        per["policy"].append(_episode_with_policy(env, block, model))
-        for name in BASELINES:
-            kpis = _episode_with_controller(env, block, make_controller(name))
-            per.setdefault(name, []).append(kpis)
+    previous_scales = env.feature_scales
+    env.set_feature_scales(card["scales"])
+    try:
+        for block in blocks:
+            per["policy"].append(_episode_with_policy(env, block, model))
+            for name in BASELINES:
+                controller = make_controller(name, dict(params[name]))
+                per.setdefault(name, []).append(_episode_with_controller(env, block, controller))
+    finally:
+        env.set_feature_scales(previous_scales)
     currency = str(per["policy"][0].get("currency", ""))
     keep = [key for key, _, _ in CARD_KPIS]
     return {
@@ -148,6 +177,7 @@ def evaluate_model(
             name: [{k: float(row[k]) for k in keep if k in row} for row in rows]
             for name, rows in per.items()
         },
+        "baseline_params": params,
     }
 
 
@@ -162,6 +192,41 @@ def _kpi_markdown(evaluation: dict[str, Any]) -> list[str]:
         cells = [f"{evaluation['mean'][name].get(key, float('nan')):.2f}" for name in names]
         lines.append(f"| {label} [{unit}] | " + " | ".join(cells) + " |")
     return lines
+
+
+def _reproduce_markdown(folder: Path, card: dict[str, Any]) -> list[str]:
+    if card.get("command"):
+        return ["Reproduce:", "", "```", card["command"], "```", ""]
+    # No CLI call reproduces it: the card's config does, from Python.
+    return [
+        "Reproduce (the CLI cannot pass this model's environment arguments or hyperparameters, "
+        "so no `qubit-sim train` command does):",
+        "",
+        "```python",
+        "import json",
+        "",
+        "from qubit_sim.rl.train import TrainConfig, train",
+        "",
+        f'card = json.loads(open("{(folder / "card.json").as_posix()}").read())',
+        'train(TrainConfig.from_dict(card["config"]))',
+        "```",
+        "",
+    ]
+
+
+def _baseline_markdown(evaluation: dict[str, Any]) -> list[str]:
+    params = evaluation.get("baseline_params")
+    if not params:
+        return []
+    described = [
+        f"`{name}` with " + (f"`{json.dumps(value)}`" if value else "its defaults")
+        for name, value in params.items()
+    ]
+    return [
+        "Baselines: " + "; ".join(described) + " (a baseline that is the scenario's own "
+        "controller runs with its `controller.params`).",
+        "",
+    ]
 
 
 def write_model_card(folder: str | Path, card: dict[str, Any]) -> Path:
@@ -188,12 +253,7 @@ def write_model_card(folder: str | Path, card: dict[str, Any]) -> Path:
         f"- train blocks: {card['splits']['train']}; test blocks: {card['splits']['test']}",
         f"- training wall time: {card['train_wall_s']} s",
         "",
-        "Reproduce:",
-        "",
-        "```",
-        card["command"],
-        "```",
-        "",
+        *_reproduce_markdown(folder, card),
         "### Reward weights",
         "",
         "| weight | value |",
@@ -216,6 +276,7 @@ def write_model_card(folder: str | Path, card: dict[str, Any]) -> Path:
             "",
             *_kpi_markdown(evaluation),
             "",
+            *_baseline_markdown(evaluation),
         ]
     path = folder / "model_card.md"
     path.write_text("\n".join(lines))

@@ -9,15 +9,25 @@ An observation is ``[exogenous | state | per charger]``:
 * the charger-fleet environment appends four blocks of one value per charger.
 
 Every value is clipped to the bounds of its feature (see :meth:`ObservationLayout.bounds`).
+
+Prices, carbon intensity and powers are normalised by scales of the horizon
+(:attr:`~qubit_sim.rl.horizon.Horizon.scales`). A trained policy must see its features normalised
+as during training, also on another scenario: :meth:`ObservationLayout.use_scales` switches a
+layout to the scales stored in a model card, and the environments
+(:meth:`~qubit_sim.rl.envs.SiteEnv.set_feature_scales`) and the ``rl_policy`` controller both go
+through it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-__all__ = ["CHARGER_FEATURES", "STATE_FEATURES", "ObservationLayout"]
+from qubit_sim.errors import ConfigIssue, ScenarioError
+
+__all__ = ["CHARGER_FEATURES", "SCALE_KEYS", "STATE_FEATURES", "ObservationLayout"]
 
 DAY_S = 86400.0
 
@@ -36,6 +46,9 @@ STATE_FEATURES = (
 )
 #: Per-charger feature blocks of the charger-fleet environment, in order.
 CHARGER_FEATURES = ("occupied", "need", "time_left", "power_available")
+#: Keys of a set of feature scales (a model card's ``scales``): the maximum import price
+#: [currency/kWh], the maximum carbon intensity [gCO2/kWh] and the power normaliser ``P`` [kW].
+SCALE_KEYS = ("price", "carbon", "power_kw")
 
 _STATE_BOUNDS = {
     "episode_progress": (0.0, 1.0),
@@ -112,6 +125,70 @@ class ObservationLayout:
         #: :meth:`fill_state_one`: the array observed and two of its sums.
         self.ev_sums: tuple[np.ndarray, float, float] | None = None
         self.power_scale_kw = horizon.power_scale_kw
+        #: Factor per exogenous feature applied by :meth:`fill_exo` (``None``: the horizon's own
+        #: scales, nothing to apply).
+        self.exo_factor: np.ndarray | None = None
+        self._exo_names = list(horizon.exo_names)
+
+    def use_scales(self, horizon: Any, scales: Mapping[str, float] | None) -> None:
+        """Normalise features by ``scales`` instead of ``horizon``'s own scales.
+
+        ``horizon``'s exogenous rows were divided by its own scales when it was built;
+        :meth:`fill_exo` multiplies them by the ratio of the two, and the state power features
+        are divided by ``scales["power_kw"]``. Scales equal to the horizon's leave every value
+        unchanged (the ratios are exactly 1).
+
+        Args:
+            horizon: The horizon the exogenous rows come from.
+            scales: ``{"price", "carbon", "power_kw"}`` (:data:`SCALE_KEYS`), e.g. a model card's
+                ``scales``; ``None`` goes back to the horizon's own.
+
+        Raises:
+            ScenarioError: a scale is missing, not a number or not positive.
+        """
+        if scales is None:
+            self.exo_factor = None
+            self.power_scale_kw = horizon.power_scale_kw
+            return
+        issues = []
+        for key in SCALE_KEYS:
+            value = scales.get(key)
+            if not isinstance(value, int | float) or not value > 0:
+                issues.append(
+                    ConfigIssue(
+                        f"scales.{key}",
+                        f"must be a positive number, found {value!r}; use the scales of the "
+                        "model card the policy was trained with",
+                    )
+                )
+        if issues:
+            raise ScenarioError(issues)
+        ratio = {
+            "price": horizon.price_scale / scales["price"],
+            "carbon": horizon.carbon_scale / scales["carbon"],
+            "power": horizon.power_scale_kw / scales["power_kw"],
+        }
+        self.exo_factor = np.array(
+            [
+                ratio["price"]
+                if name.startswith("price")
+                else ratio["carbon"]
+                if name.startswith("carbon")
+                else ratio["power"]
+                if name.startswith(("load", "pv"))
+                else 1.0
+                for name in self._exo_names
+            ]
+        )
+        self.power_scale_kw = float(scales["power_kw"])
+
+    def fill_exo(self, out: np.ndarray, exo: np.ndarray) -> None:
+        """Write exogenous rows ``exo`` (from :meth:`Horizon.exo_rows`) into ``out``, rescaled
+        by :meth:`use_scales` when scales were set."""
+        if self.exo_factor is None:
+            out[...] = exo
+        else:
+            np.multiply(exo, self.exo_factor, out=out)
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """``(low, high)`` of every feature, float32."""

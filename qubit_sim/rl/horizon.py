@@ -506,6 +506,16 @@ class Horizon:
         return FastPowerFlow(grid.net, list(grid.site_buses))
 
     @property
+    def scales(self) -> dict[str, float]:
+        """The feature normalisers: ``{"price": max |import price| [currency/kWh], "carbon":
+        max |carbon intensity| [gCO2/kWh], "power_kw": P [kW]}`` (a model card's ``scales``)."""
+        return {
+            "price": float(self.price_scale),
+            "carbon": float(self.carbon_scale),
+            "power_kw": float(self.power_scale_kw),
+        }
+
+    @property
     def battery_soc_initial(self) -> np.ndarray:
         """Battery SOC at every episode start [-]."""
         return self._soc_initial.copy()

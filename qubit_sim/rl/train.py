@@ -5,8 +5,9 @@
 * ``policy.zip`` — the SB3 model;
 * ``card.json`` — the facts: scenario, environment and its arguments, reward weights, seeds,
   hyperparameters, the feature scales the observation was normalised with, the training curve,
-  evaluation KPIs on the test split against the baselines, training wall time and the command
-  that reproduces it;
+  evaluation KPIs on the test split against the baselines, training wall time, the whole
+  :class:`TrainConfig` (``config``) and, when the CLI can express it, the ``qubit-sim train``
+  command that reproduces it (``reproducible_by_command``; see :meth:`TrainConfig.command`);
 * ``model_card.md`` — the same for people, with ``training_curve.png``.
 
 Training is deterministic given the seed: SB3's ``set_random_seed`` seeds Python, numpy and torch,
@@ -19,7 +20,7 @@ from __future__ import annotations
 import json
 import shlex
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -123,8 +124,54 @@ class TrainConfig:
             return self.name
         return f"{Path(self.scenario).stem}-{self.env.lower()}-{self.algo.lower()}-s{self.seed}"
 
+    def cli_differences(self) -> list[str]:
+        """Settings of this run that ``qubit-sim train`` cannot pass, as ``"field.key"``.
+
+        The CLI trains with the default environment arguments (``{"power_flow": False}``, plus
+        ``--test-fraction``) and :data:`DEFAULT_HYPERPARAMETERS`. Overrides that change nothing
+        (a default value given again) are not differences.
+        """
+        cli_env = {**TrainConfig(scenario=self.scenario).env_kwargs, "test_fraction": 0.0}
+        env = {**self.env_kwargs, "test_fraction": 0.0}
+        defaults = DEFAULT_HYPERPARAMETERS.get(self.algo, {})
+        hyper = {**defaults, **self.hyperparameters}
+        missing = object()
+        return [
+            f"env_kwargs.{key}"
+            for key in sorted(env.keys() | cli_env.keys())
+            if env.get(key, missing) != cli_env.get(key, missing)
+        ] + [
+            f"hyperparameters.{key}"
+            for key in sorted(hyper.keys() | defaults.keys())
+            if hyper.get(key, missing) != defaults.get(key, missing)
+        ]
+
+    @property
+    def reproducible_by_command(self) -> bool:
+        """Whether :meth:`command` can reproduce this run (:meth:`cli_differences` is empty)."""
+        return not self.cli_differences()
+
     def command(self) -> str:
-        """The ``qubit-sim train`` command that reproduces this run."""
+        """The ``qubit-sim train`` command that reproduces this run.
+
+        Raises:
+            ScenarioError: the run has environment arguments or hyperparameters the CLI cannot
+                pass (each named); reproduce it from Python with
+                ``train(TrainConfig.from_dict(card["config"]))`` instead.
+        """
+        differences = self.cli_differences()
+        if differences:
+            raise ScenarioError(
+                [
+                    ConfigIssue(
+                        name,
+                        "`qubit-sim train` cannot pass this setting, so no command reproduces "
+                        "the run; use train(TrainConfig.from_dict(card['config'])) from Python",
+                    )
+                    for name in differences
+                ],
+                f"TrainConfig of {self.model_name}",
+            )
         parts = [
             "qubit-sim",
             "train",
@@ -145,7 +192,33 @@ class TrainConfig:
             "--out",
             self.out,
         ]
+        if self.eval_episodes is not None:
+            parts += ["--episodes", str(self.eval_episodes)]
         return shlex.join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, with ``name`` resolved to :attr:`model_name` (a card's
+        ``config``); :meth:`from_dict` gives the configuration back."""
+        return {**asdict(self), "name": self.model_name}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """The configuration of :meth:`to_dict` (a card's ``config``).
+
+        Raises:
+            ScenarioError: unknown keys, or no ``scenario``.
+        """
+        known = {f.name for f in fields(cls)}
+        issues = [
+            ConfigIssue(f"config.{key}", f"unknown setting; known: {sorted(known)}")
+            for key in values
+            if key not in known
+        ]
+        if "scenario" not in values:
+            issues.append(ConfigIssue("config.scenario", "missing; the scenario YAML path"))
+        if issues:
+            raise ScenarioError(issues, "TrainConfig")
+        return cls(**values)
 
 
 def algo_class(algo: str) -> Any:
@@ -309,17 +382,15 @@ def train(config: TrainConfig, *, progress: bool = False, evaluate: bool = True)
         "forecast": horizon.forecast,
         "power_flow": bool(horizon.power_flow),
         "observation_names": list(env.observation_names),
-        "scales": {
-            "price": float(horizon.price_scale),
-            "carbon": float(horizon.carbon_scale),
-            "power_kw": float(horizon.power_scale_kw),
-        },
+        "scales": horizon.scales,
         "reward_weights": asdict(env.weights),
         "hyperparameters": hyper,
         "splits": {k: [int(b) for b in v] for k, v in horizon.splits.items()},
         "training_curve": [[int(s), round(r, 6)] for s, r in recorder.curve],
         "train_wall_s": round(train_wall_s, 1),
-        "command": config.command(),
+        "command": config.command() if config.reproducible_by_command else None,
+        "reproducible_by_command": config.reproducible_by_command,
+        "config": config.to_dict(),
         "versions": _versions(),
     }
     _plot_curve(recorder.curve, folder / "training_curve.png", config.model_name)

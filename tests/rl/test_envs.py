@@ -237,6 +237,25 @@ def test_docstring_tables_list_the_observation(small_horizon: Horizon) -> None:
         assert f"## {heading}" in (ChargerFleetEnv.__doc__ or "")
 
 
+def test_docstring_control_periods_are_those_of_the_shipped_scenarios() -> None:
+    from qubit_sim.scenario.loader import load_scenario
+
+    shipped = Path(__file__).resolve().parents[2] / "scenarios"
+    period_s = {}
+    for name in ("workplace_pv_battery", "depot_overnight", "residential_feeder"):
+        spec = load_scenario(shipped / f"{name}.yaml").spec
+        period_s[name] = spec.controller.period or spec.site.step
+    assert period_s == {
+        "workplace_pv_battery": 900,
+        "depot_overnight": 60,
+        "residential_feeder": 60,
+    }
+    doc = " ".join((SiteDispatchEnv.__doc__ or "").split())
+    assert "``workplace_pv_battery`` sets 15 min (96 steps a day)" in doc
+    assert "``depot_overnight`` and ``residential_feeder`` set none and step every 60 s" in doc
+    assert "a one-day episode there is 1,440 steps" in doc
+
+
 def test_l2_forecasts_replace_the_oracle_look_ahead() -> None:
     env = SiteDispatchEnv(SMALL_SITE, forecast="l2", split="all")
     oracle = env.horizon.exo.copy()

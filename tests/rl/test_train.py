@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,8 @@ MODEL_FILES = ("policy.zip", "card.json", "model_card.md", "training_curve.png")
 TINY_HYPER = {"n_steps": 128, "batch_size": 64, "n_epochs": 2}
 
 
-def _tiny(out: Path, seed: int = 3) -> Path:
-    config = TrainConfig(
+def _tiny_config(out: Path, seed: int = 3) -> TrainConfig:
+    return TrainConfig(
         scenario=str(SMALL_SITE),
         timesteps=256,
         seed=seed,
@@ -31,7 +32,10 @@ def _tiny(out: Path, seed: int = 3) -> Path:
         hyperparameters=TINY_HYPER,
         eval_episodes=1,
     )
-    return train(config)
+
+
+def _tiny(out: Path, seed: int = 3) -> Path:
+    return train(_tiny_config(out, seed))
 
 
 @pytest.fixture(scope="module")
@@ -60,17 +64,23 @@ def test_tiny_training_writes_the_model_folder(tiny_runs: dict[str, Path]) -> No
     assert card["env"] == "SiteDispatch" and card["algo"] == "PPO" and card["seed"] == 3
     assert card["hyperparameters"]["n_steps"] == 128
     assert card["reward_weights"]["demand_charge_per_kw"] == 8.0
-    assert card["command"].startswith("qubit-sim train --env SiteDispatch")
-    assert "--seed 3" in card["command"]
+    # The CLI cannot pass the tiny hyperparameters: no command, the whole config instead.
+    assert card["command"] is None and card["reproducible_by_command"] is False
+    assert TrainConfig.from_dict(card["config"]) == replace(
+        _tiny_config(folder.parent), name="tiny"
+    )
     assert card["training_curve"], "one-day episodes of 96 steps end within 256 steps"
     evaluation = card["evaluation"]
     assert set(evaluation["mean"]) == {"policy", "uncontrolled", "rule_based"}
     assert evaluation["blocks"] == card["splits"]["test"][:1]
+    assert evaluation["baseline_params"] == {"uncontrolled": {}, "rule_based": {}}
     for kpis in evaluation["mean"].values():
         assert np.isfinite(kpis["objective_cost"])
     text = (folder / "model_card.md").read_text()
-    assert card["command"] in text and "training_curve.png" in text
+    assert 'train(TrainConfig.from_dict(card["config"]))' in text
+    assert "qubit-sim train --" not in text and "training_curve.png" in text
     assert "Objective cost" in text and "uncontrolled" in text
+    assert "`rule_based` with its defaults" in text
 
 
 def test_same_seed_reproduces_bit_identically(tiny_runs: dict[str, Path]) -> None:
@@ -82,6 +92,7 @@ def test_same_seed_reproduces_bit_identically(tiny_runs: dict[str, Path]) -> Non
     for card in cards:
         card.pop("train_wall_s")
         card.pop("command")  # names its own --out folder
+        card["config"].pop("out")
     assert cards[0] == cards[1]
     assert (tiny_runs["a"] / "training_curve.png").read_bytes() == (
         tiny_runs["b"] / "training_curve.png"
@@ -226,6 +237,11 @@ def test_cli_train_and_evaluate(tmp_path: Path) -> None:
     folder = tmp_path / "cli"
     assert all((folder / name).is_file() for name in MODEL_FILES)
     assert "uncontrolled" in done.stdout and "Objective cost" in done.stdout
+    card = json.loads((folder / "card.json").read_text())
+    assert card["reproducible_by_command"] is True
+    assert "--timesteps 100" in card["command"] and "--episodes 1" in card["command"]
+    assert TrainConfig.from_dict(card["config"]).command() == card["command"]
+    assert card["command"] in (folder / "model_card.md").read_text()
 
     result = CliRunner().invoke(
         app, ["evaluate", "--model", str(folder), "--episodes", "1", "--split", "train"]
