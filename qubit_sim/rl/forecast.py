@@ -18,6 +18,11 @@ class L2Lookahead:
     ``t`` uses only observations stamped before ``t``'s slot, so nothing leaks. Until they have
     history the current value is held (persistence). Rows are computed on first use.
 
+    The forecasters forecast 15-min slots of the epoch grid; the look-ahead's hour buckets start
+    at the observation's instant, as the oracle's do. At an instant inside a grid slot (steps
+    shorter than 15 min) each 15-min span from that instant is the overlap-weighted mean of the
+    two grid slots it covers.
+
     Args:
         horizon: The :class:`~qubit_sim.rl.horizon.Horizon` whose ``exo`` columns to fill.
         times: UTC instants of the horizon's steps plus one.
@@ -66,11 +71,17 @@ class L2Lookahead:
     def _predict(self, forecaster: Any, now: Any, held: float) -> np.ndarray:
         h = self.horizon.lookahead_h
         n = h * self.slots_per_bucket
+        slot_s = self.slot_s
+        # How far into its grid slot `now` lies [s]: one more slot then reaches the last bucket.
+        offset = int(now.value // 1_000_000_000) % slot_s
         try:
-            mean = np.asarray(forecaster.predict(now, n, self.slot_s).mean, dtype=float)
+            mean = forecaster.predict(now, n + 1 if offset else n, slot_s).mean
         except self.insufficient:
             return np.full(h, held)
+        mean = np.asarray(mean, dtype=float)
         mean = np.where(np.isfinite(mean), mean, held)
+        if offset:
+            mean = (mean[:-1] * (slot_s - offset) + mean[1:] * offset) / slot_s
         return mean.reshape(h, self.slots_per_bucket).mean(axis=1)
 
     def fill(self, steps: np.ndarray) -> None:
