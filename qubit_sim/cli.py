@@ -915,12 +915,43 @@ def train(
     episodes: Annotated[
         int | None, typer.Option(help="Test episodes in the card's evaluation (default: all).")
     ] = None,
+    env_kwargs: Annotated[
+        str | None,
+        typer.Option(
+            metavar="JSON",
+            help="Environment arguments as a JSON object, replacing the default "
+            "{\"power_flow\": false} ('{}' keeps the scenario's power flow), e.g. "
+            '\'{"forecast": "l2", "carbon_price_per_kg": 0.1}\'. The test share comes from '
+            "--test-fraction.",
+        ),
+    ] = None,
+    hyperparameters: Annotated[
+        str | None,
+        typer.Option(
+            metavar="JSON",
+            help="Overrides of the algorithm's default hyperparameters as a JSON object, e.g. "
+            '\'{"learning_rate": 0.0001, "policy_kwargs": {"net_arch": [32, 32]}}\'.',
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train an RL policy; writes policy.zip, card.json, model_card.md, training_curve.png."""
+    import json
+
     from qubit_sim.errors import ScenarioError
     from qubit_sim.rl.train import TrainConfig
     from qubit_sim.rl.train import train as train_policy
+
+    def json_object(option: str, text: str) -> dict[str, Any]:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            _fail_scenario(ValueError(f"{option} is not valid JSON ({exc}): {text!r}"))
+        if not isinstance(value, dict):
+            kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+            found = kind.get(type(value), "a number")
+            _fail_scenario(ValueError(f"{option} must be a JSON object {{...}}, found {found}"))
+        return value
 
     config = TrainConfig(
         scenario=scenario.as_posix(),
@@ -933,11 +964,18 @@ def train(
         out=out.as_posix(),
         eval_episodes=episodes,
     )
+    if env_kwargs is not None:
+        config.env_kwargs = json_object("--env-kwargs", env_kwargs)
+        if "test_fraction" in config.env_kwargs:
+            _fail_scenario(
+                ValueError("--env-kwargs must not hold test_fraction; pass --test-fraction")
+            )
+    if hyperparameters is not None:
+        config.hyperparameters = json_object("--hyperparameters", hyperparameters)
     try:
         folder = train_policy(config, progress=not quiet)
     except ScenarioError as exc:
         _fail_scenario(exc)
-    import json
 
     card = json.loads((folder / "card.json").read_text())
     console = _console()

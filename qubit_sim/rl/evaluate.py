@@ -194,24 +194,8 @@ def _kpi_markdown(evaluation: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _reproduce_markdown(folder: Path, card: dict[str, Any]) -> list[str]:
-    if card.get("command"):
-        return ["Reproduce:", "", "```", card["command"], "```", ""]
-    # No CLI call reproduces it: the card's config does, from Python.
-    return [
-        "Reproduce (the CLI cannot pass this model's environment arguments or hyperparameters, "
-        "so no `qubit-sim train` command does):",
-        "",
-        "```python",
-        "import json",
-        "",
-        "from qubit_sim.rl.train import TrainConfig, train",
-        "",
-        f'card = json.loads(open("{(folder / "card.json").as_posix()}").read())',
-        'train(TrainConfig.from_dict(card["config"]))',
-        "```",
-        "",
-    ]
+def _reproduce_markdown(card: dict[str, Any]) -> list[str]:
+    return ["Reproduce:", "", "```", card["command"], "```", ""]
 
 
 def _baseline_markdown(evaluation: dict[str, Any]) -> list[str]:
@@ -253,7 +237,7 @@ def write_model_card(folder: str | Path, card: dict[str, Any]) -> Path:
         f"- train blocks: {card['splits']['train']}; test blocks: {card['splits']['test']}",
         f"- training wall time: {card['train_wall_s']} s",
         "",
-        *_reproduce_markdown(folder, card),
+        *_reproduce_markdown(card),
         "### Reward weights",
         "",
         "| weight | value |",

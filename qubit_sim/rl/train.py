@@ -6,8 +6,8 @@
 * ``card.json`` — the facts: scenario, environment and its arguments, reward weights, seeds,
   hyperparameters, the feature scales the observation was normalised with, the training curve,
   evaluation KPIs on the test split against the baselines, training wall time, the whole
-  :class:`TrainConfig` (``config``) and, when the CLI can express it, the ``qubit-sim train``
-  command that reproduces it (``reproducible_by_command``; see :meth:`TrainConfig.command`);
+  :class:`TrainConfig` (``config``) and the ``qubit-sim train`` command that reproduces it
+  (``command``; see :meth:`TrainConfig.command`);
 * ``model_card.md`` — the same for people, with ``training_curve.png``.
 
 Training is deterministic given the seed: SB3's ``set_random_seed`` seeds Python, numpy and torch,
@@ -17,6 +17,7 @@ the summation order of its reductions).
 
 from __future__ import annotations
 
+import inspect
 import json
 import shlex
 import time
@@ -37,6 +38,9 @@ __all__ = [
     "make_env",
     "train",
 ]
+
+# Environment arguments of a run that gives none: the feeder's power flow off, for speed.
+_DEFAULT_ENV_KWARGS: dict[str, Any] = {"power_flow": False}
 
 #: Environment names of the CLI -> env kind (see :mod:`qubit_sim.rl.actions`).
 ENV_KINDS = {"SiteDispatch": "site_dispatch", "ChargerFleet": "charger_fleet"}
@@ -99,12 +103,16 @@ class TrainConfig:
     test_fraction: float = 0.2
     name: str | None = None
     out: str = "models"
-    env_kwargs: dict[str, Any] = field(default_factory=lambda: {"power_flow": False})
+    env_kwargs: dict[str, Any] = field(default_factory=lambda: dict(_DEFAULT_ENV_KWARGS))
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     eval_episodes: int | None = None
 
     def check(self) -> None:
-        """Raise :class:`ScenarioError` naming every invalid field and its fix."""
+        """Raise :class:`ScenarioError` naming every invalid field and its fix.
+
+        Also flags ``env_kwargs`` the environment does not take, ``hyperparameters`` the
+        algorithm does not take, and values of either that JSON (so the card) cannot hold.
+        """
         issues = []
         if self.env not in ENV_KINDS:
             issues.append(ConfigIssue("env", f"unknown env {self.env!r}; use {list(ENV_KINDS)}"))
@@ -114,6 +122,11 @@ class TrainConfig:
             issues.append(ConfigIssue("timesteps", f"must be > 0, found {self.timesteps}"))
         if not Path(self.scenario).is_file():
             issues.append(ConfigIssue("scenario", f"no scenario file at {self.scenario!r}"))
+        issues += _json_issues("env_kwargs", self.env_kwargs)
+        issues += _json_issues("hyperparameters", self.hyperparameters)
+        issues += _unknown_env_kwargs(self.env_kwargs)
+        if self.algo in ALGOS:
+            issues += _unknown_hyperparameters(self.algo, self.hyperparameters)
         if issues:
             raise ScenarioError(issues)
 
@@ -124,54 +137,23 @@ class TrainConfig:
             return self.name
         return f"{Path(self.scenario).stem}-{self.env.lower()}-{self.algo.lower()}-s{self.seed}"
 
-    def cli_differences(self) -> list[str]:
-        """Settings of this run that ``qubit-sim train`` cannot pass, as ``"field.key"``.
-
-        The CLI trains with the default environment arguments (``{"power_flow": False}``, plus
-        ``--test-fraction``) and :data:`DEFAULT_HYPERPARAMETERS`. Overrides that change nothing
-        (a default value given again) are not differences.
-        """
-        cli_env = {**TrainConfig(scenario=self.scenario).env_kwargs, "test_fraction": 0.0}
-        env = {**self.env_kwargs, "test_fraction": 0.0}
-        defaults = DEFAULT_HYPERPARAMETERS.get(self.algo, {})
-        hyper = {**defaults, **self.hyperparameters}
-        missing = object()
-        return [
-            f"env_kwargs.{key}"
-            for key in sorted(env.keys() | cli_env.keys())
-            if env.get(key, missing) != cli_env.get(key, missing)
-        ] + [
-            f"hyperparameters.{key}"
-            for key in sorted(hyper.keys() | defaults.keys())
-            if hyper.get(key, missing) != defaults.get(key, missing)
-        ]
-
-    @property
-    def reproducible_by_command(self) -> bool:
-        """Whether :meth:`command` can reproduce this run (:meth:`cli_differences` is empty)."""
-        return not self.cli_differences()
-
     def command(self) -> str:
         """The ``qubit-sim train`` command that reproduces this run.
 
+        ``--env-kwargs`` appears when :attr:`env_kwargs` (without ``test_fraction``, which
+        :attr:`test_fraction` overrides) differs from the default ``{"power_flow": false}``,
+        ``--hyperparameters`` when :attr:`hyperparameters` is not empty; both as JSON with sorted
+        keys (tuples become lists, as in ``card.json``).
+
         Raises:
-            ScenarioError: the run has environment arguments or hyperparameters the CLI cannot
-                pass (each named); reproduce it from Python with
-                ``train(TrainConfig.from_dict(card["config"]))`` instead.
+            ScenarioError: a value of ``env_kwargs`` or ``hyperparameters`` that JSON cannot
+                hold (each named).
         """
-        differences = self.cli_differences()
-        if differences:
-            raise ScenarioError(
-                [
-                    ConfigIssue(
-                        name,
-                        "`qubit-sim train` cannot pass this setting, so no command reproduces "
-                        "the run; use train(TrainConfig.from_dict(card['config'])) from Python",
-                    )
-                    for name in differences
-                ],
-                f"TrainConfig of {self.model_name}",
-            )
+        env_kwargs = {k: v for k, v in self.env_kwargs.items() if k != "test_fraction"}
+        issues = _json_issues("env_kwargs", env_kwargs)
+        issues += _json_issues("hyperparameters", self.hyperparameters)
+        if issues:
+            raise ScenarioError(issues, f"TrainConfig of {self.model_name}")
         parts = [
             "qubit-sim",
             "train",
@@ -194,6 +176,10 @@ class TrainConfig:
         ]
         if self.eval_episodes is not None:
             parts += ["--episodes", str(self.eval_episodes)]
+        if env_kwargs != _DEFAULT_ENV_KWARGS:
+            parts += ["--env-kwargs", json.dumps(env_kwargs, sort_keys=True)]
+        if self.hyperparameters:
+            parts += ["--hyperparameters", json.dumps(self.hyperparameters, sort_keys=True)]
         return shlex.join(parts)
 
     def to_dict(self) -> dict[str, Any]:
@@ -219,6 +205,45 @@ class TrainConfig:
         if issues:
             raise ScenarioError(issues, "TrainConfig")
         return cls(**values)
+
+
+def _json_issues(name: str, values: dict[str, Any]) -> list[ConfigIssue]:
+    """Entries of ``values`` that ``card.json`` (and so a command) cannot hold."""
+    issues = []
+    for key, value in values.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            issues.append(
+                ConfigIssue(f"{name}.{key}", f"not expressible in JSON ({exc}); use JSON values")
+            )
+    return issues
+
+
+# Set by train() itself (or of no use in training), so not env_kwargs / hyperparameters.
+_TRAIN_SETS_ENV = ("self", "scenario", "horizon", "split", "render_mode")
+_TRAIN_SETS_ALGO = ("self", "policy", "env", "seed", "device", "verbose", "_init_setup_model")
+
+
+def _unknown_env_kwargs(env_kwargs: dict[str, Any]) -> list[ConfigIssue]:
+    from qubit_sim.rl.envs import SiteEnv
+
+    known = [p for p in inspect.signature(SiteEnv.__init__).parameters if p not in _TRAIN_SETS_ENV]
+    return [
+        ConfigIssue(f"env_kwargs.{key}", f"not an environment argument; known: {known}")
+        for key in env_kwargs
+        if key not in known
+    ]
+
+
+def _unknown_hyperparameters(algo: str, hyperparameters: dict[str, Any]) -> list[ConfigIssue]:
+    parameters = inspect.signature(algo_class(algo).__init__).parameters
+    known = [p for p in parameters if p not in _TRAIN_SETS_ALGO]
+    return [
+        ConfigIssue(f"hyperparameters.{key}", f"not a {algo} hyperparameter; known: {known}")
+        for key in hyperparameters
+        if key not in known
+    ]
 
 
 def algo_class(algo: str) -> Any:
@@ -388,8 +413,7 @@ def train(config: TrainConfig, *, progress: bool = False, evaluate: bool = True)
         "splits": {k: [int(b) for b in v] for k, v in horizon.splits.items()},
         "training_curve": [[int(s), round(r, 6)] for s, r in recorder.curve],
         "train_wall_s": round(train_wall_s, 1),
-        "command": config.command() if config.reproducible_by_command else None,
-        "reproducible_by_command": config.reproducible_by_command,
+        "command": config.command(),
         "config": config.to_dict(),
         "versions": _versions(),
     }

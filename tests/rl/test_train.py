@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from dataclasses import replace
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from qubit_sim.rl.train import TrainConfig, make_env, train
+from qubit_sim.rl.train import DEFAULT_HYPERPARAMETERS, TrainConfig, make_env, train
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL_SITE = Path(__file__).parent / "scenarios" / "small_site.yaml"
@@ -64,8 +65,11 @@ def test_tiny_training_writes_the_model_folder(tiny_runs: dict[str, Path]) -> No
     assert card["env"] == "SiteDispatch" and card["algo"] == "PPO" and card["seed"] == 3
     assert card["hyperparameters"]["n_steps"] == 128
     assert card["reward_weights"]["demand_charge_per_kw"] == 8.0
-    # The CLI cannot pass the tiny hyperparameters: no command, the whole config instead.
-    assert card["command"] is None and card["reproducible_by_command"] is False
+    # The command passes the tiny hyperparameters; the whole config is there too.
+    words = shlex.split(card["command"])
+    assert json.loads(words[words.index("--hyperparameters") + 1]) == TINY_HYPER
+    assert "--env-kwargs" not in words  # the default environment arguments
+    assert "reproducible_by_command" not in card
     assert TrainConfig.from_dict(card["config"]) == replace(
         _tiny_config(folder.parent), name="tiny"
     )
@@ -77,8 +81,8 @@ def test_tiny_training_writes_the_model_folder(tiny_runs: dict[str, Path]) -> No
     for kpis in evaluation["mean"].values():
         assert np.isfinite(kpis["objective_cost"])
     text = (folder / "model_card.md").read_text()
-    assert 'train(TrainConfig.from_dict(card["config"]))' in text
-    assert "qubit-sim train --" not in text and "training_curve.png" in text
+    assert f"Reproduce:\n\n```\n{card['command']}\n```" in text
+    assert "TrainConfig" not in text and "training_curve.png" in text
     assert "Objective cost" in text and "uncontrolled" in text
     assert "`rule_based` with its defaults" in text
 
@@ -212,36 +216,35 @@ def test_cli_help() -> None:
         assert "--scenario" in done.stdout and ("--env" in done.stdout or "--model" in done.stdout)
 
 
-def test_cli_train_and_evaluate(tmp_path: Path) -> None:
+def test_cli_train_reproduces_a_card_by_its_command(
+    tiny_runs: dict[str, Path], tmp_path: Path
+) -> None:
+    """The card's command, run in another folder, trains the same model: hyperparameters pass
+    through ``--hyperparameters``."""
     from typer.testing import CliRunner
 
     from qubit_sim.cli import app
 
-    done = _cli(
-        "train",
-        "--env",
-        "SiteDispatch",
-        "--scenario",
-        str(SMALL_SITE),
-        "--timesteps",
-        "100",
-        "--name",
-        "cli",
-        "--out",
-        str(tmp_path),
-        "--episodes",
-        "1",
-        "--quiet",
-    )
+    original = json.loads((tiny_runs["a"] / "card.json").read_text())
+    words = shlex.split(original["command"])
+    assert words[:2] == ["qubit-sim", "train"] and "--hyperparameters" in words
+    words[words.index("--out") + 1] = str(tmp_path)
+    done = _cli(*words[1:], "--quiet")
     assert done.returncode == 0, done.stderr
-    folder = tmp_path / "cli"
+    folder = tmp_path / "tiny"
     assert all((folder / name).is_file() for name in MODEL_FILES)
     assert "uncontrolled" in done.stdout and "Objective cost" in done.stdout
     card = json.loads((folder / "card.json").read_text())
-    assert card["reproducible_by_command"] is True
-    assert "--timesteps 100" in card["command"] and "--episodes 1" in card["command"]
+    assert card["command"] == shlex.join(words)
     assert TrainConfig.from_dict(card["config"]).command() == card["command"]
     assert card["command"] in (folder / "model_card.md").read_text()
+    first, again = _parameters(tiny_runs["a"]), _parameters(folder)
+    assert all(np.array_equal(first[name], again[name]) for name in first)
+    for each in (original, card):
+        for key in ("train_wall_s", "command"):
+            each.pop(key)
+        each["config"].pop("out")
+    assert card == original
 
     result = CliRunner().invoke(
         app, ["evaluate", "--model", str(folder), "--episodes", "1", "--split", "train"]
@@ -253,3 +256,37 @@ def test_cli_train_and_evaluate(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "does not exist" in bad.output
     bad_env = _cli("train", "--env", "Nope", "--scenario", str(SMALL_SITE), "--timesteps", "10")
     assert bad_env.returncode == 2 and "unknown env 'Nope'" in bad_env.stderr
+
+
+def test_cli_train_passes_env_kwargs(tmp_path: Path) -> None:
+    hyperparameters = {"n_steps": 64, "batch_size": 32, "n_epochs": 1}
+    env_kwargs = {"power_flow": False, "carbon_price_per_kg": 0.25, "lookahead_h": 3}
+    done = _cli(
+        "train",
+        "--env",
+        "SiteDispatch",
+        "--scenario",
+        str(SMALL_SITE),
+        "--timesteps",
+        "64",
+        "--name",
+        "cli",
+        "--out",
+        str(tmp_path),
+        "--episodes",
+        "1",
+        "--env-kwargs",
+        json.dumps(env_kwargs),
+        "--hyperparameters",
+        json.dumps(hyperparameters),
+        "--quiet",
+    )
+    assert done.returncode == 0, done.stderr
+    card = json.loads((tmp_path / "cli" / "card.json").read_text())
+    assert card["env_kwargs"] == {**env_kwargs, "test_fraction": 0.2}
+    assert card["reward_weights"]["carbon_price_per_kg"] == 0.25
+    assert card["lookahead_h"] == 3
+    assert card["hyperparameters"] == {**DEFAULT_HYPERPARAMETERS["PPO"], **hyperparameters}
+    config = TrainConfig.from_dict(card["config"])
+    assert config.env_kwargs == env_kwargs and config.hyperparameters == hyperparameters
+    assert config.command() == card["command"]
