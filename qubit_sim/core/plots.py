@@ -13,7 +13,8 @@ voltage.png     ``grid_vm_min_pu``, ``grid_vm_max_pu``, ``grid_vm_site_pu`` (als
                 ``grid_line_loading_max_pct`` and ``grid_trafo_loading_max_pct``)
 =============== ================================================================================
 
-A long run is drawn from time buckets of a round size (5 min .. 2 h, then whole days, see
+A column without a single finite value counts as missing (no empty chart for a site without a
+battery). A long run is drawn from time buckets of a round size (5 min .. 2 h, then whole days, see
 :func:`bucket_seconds`) so a figure holds at most ``max_points`` points: powers are averaged, so
 areas keep their energy; columns named ``*_min_*`` keep the bucket minimum and ``*_max_*`` the
 maximum, so envelopes keep their extremes; the net site power gets a min/max band, so short peaks
@@ -310,7 +311,12 @@ def _legend(ax: Any) -> None:
 
 
 def _col(table: pd.DataFrame, name: str) -> np.ndarray | None:
-    return table[name].to_numpy(dtype=float) if name in table else None
+    """Column ``name`` as floats; ``None`` when it is absent or holds no value at all (a site
+    without a battery records its ``battery_soc`` as NaN)."""
+    if name not in table:
+        return None
+    values = table[name].to_numpy(dtype=float)
+    return values if np.isfinite(values).any() else None
 
 
 def _site_power(

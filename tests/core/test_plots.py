@@ -259,3 +259,13 @@ def test_module_exports_are_pinned() -> None:
         "downsample",
         "write_plots",
     ]
+
+
+def test_a_column_without_any_value_draws_no_empty_chart(tmp_path: Path) -> None:
+    # A site without a battery records battery_soc as NaN in every row.
+    table = results(days=0.5)[["time", "site_p_kw", "battery_soc"]].assign(battery_soc=np.nan)
+    written = write_plots(table, tmp_path, "no battery")
+    assert [path.name for path in written] == ["site_power.png"]
+    table["battery_soc"] = np.where(np.arange(len(table)) == 3, 0.5, np.nan)  # one value is data
+    written = write_plots(table, tmp_path / "one", "one value")
+    assert [path.name for path in written] == ["site_power.png", "battery_soc.png"]
