@@ -29,6 +29,7 @@ def compute_kpis(
     degradation_cost: float = 0.0,
     battery_eta_discharge: float = 1.0,
     extra: dict[str, float] | None = None,
+    sessions_open_at_end: np.ndarray | None = None,
 ) -> dict[str, float | int | None]:
     """KPIs of a run (energies [kWh], powers [kW], money in the tariff currency, CO2 [kg]).
 
@@ -46,6 +47,10 @@ def compute_kpis(
     where the terminal value of a stored kWh is the run's mean import price times the discharge
     efficiency (what that kWh would save if discharged later at an average price), the same for
     every controller. Stored energy gained counts in a controller's favour, energy lost against it.
+
+    ``ev_energy_unmet_at_end_kwh`` is the part of the unmet energy owed to EVs still plugged in when
+    the run ends (``sessions_open_at_end``, a mask over the sessions; ``None`` without it): energy
+    that a controller deferring charging past the end is charged only the penalty for.
     """
     from qubit_sim.core.tariff import demand_peaks_kw
 
@@ -68,7 +73,13 @@ def compute_kpis(
     grid_export_kwh = float(exp.sum() * hours)
     needed = float(np.sum(sessions_needed_kwh))
     delivered = float(np.sum(sessions_delivered_kwh))
-    unmet = float(np.sum(np.maximum(sessions_needed_kwh - sessions_delivered_kwh, 0.0)))
+    short = np.maximum(np.asarray(sessions_needed_kwh) - np.asarray(sessions_delivered_kwh), 0.0)
+    unmet = float(np.sum(short))
+    open_at_end = (
+        float(np.sum(short[np.asarray(sessions_open_at_end, dtype=bool)]))
+        if sessions_open_at_end is not None
+        else None
+    )
 
     kpis: dict[str, float | int | None] = {
         "energy_cost": energy_cost,
@@ -94,6 +105,7 @@ def compute_kpis(
         "ev_energy_requested_kwh": needed,
         "ev_energy_delivered_kwh": delivered,
         "ev_energy_unmet_kwh": unmet,
+        "ev_energy_unmet_at_end_kwh": open_at_end,
         "ev_charger_energy_kwh": float(df["ev_p_kw"].to_numpy().sum() * hours),
         "pv_energy_kwh": pv_generated + 0.0,
         "pv_available_kwh": float(df["pv_available_kw"].to_numpy().sum() * hours),

@@ -32,7 +32,7 @@ from qubit_sim.experiments.harness import (
 )
 from qubit_sim.experiments.stats import summarize
 
-__all__ = ["ComparisonResult", "compare", "summary_table"]
+__all__ = ["OWED_AT_END_KWH", "ComparisonResult", "compare", "comparison_notes", "summary_table"]
 
 
 @dataclass
@@ -45,6 +45,7 @@ class ComparisonResult:
         summary: One row per scenario x controller (see :func:`~.stats.summarize`).
         plots: PNG files written.
         currency: Currency of the cost KPIs.
+        notes: Caveats for reading the table (see :func:`comparison_notes`).
         failed: Rows of runs that failed.
     """
 
@@ -53,6 +54,7 @@ class ComparisonResult:
     summary: pd.DataFrame
     plots: list[Path] = field(default_factory=list)
     currency: str = ""
+    notes: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> pd.DataFrame:
@@ -220,8 +222,41 @@ def compare(
             currency=currency,
             controllers=labels,
         )
-    _write_manifest(folder, loaded, specs, params, seed_list, until_s, runner, runs, started, ran)
-    return ComparisonResult(folder, runs, summary, written, currency)
+    notes = comparison_notes(runs)
+    _write_manifest(
+        folder, loaded, specs, params, seed_list, until_s, runner, runs, started, ran, notes
+    )
+    return ComparisonResult(folder, runs, summary, written, currency, notes)
+
+
+#: Energy still owed to plugged-in EVs at the end of a run above which :func:`comparison_notes`
+#: speaks up [kWh].
+OWED_AT_END_KWH = 1.0
+
+
+def comparison_notes(runs: pd.DataFrame) -> list[str]:
+    """Caveats for reading a comparison of ``runs`` (one row per run, with its KPIs).
+
+    Energy owed to EVs still plugged in when a run ends (``ev_energy_unmet_at_end_kwh``) costs a
+    controller only the scenario's unmet-energy penalty, while the demand charge of the billing
+    period is charged in full: on a horizon that ends with cars plugged in, a controller can look
+    cheaper by deferring their charging past the end.
+    """
+    column = "ev_energy_unmet_at_end_kwh"
+    if column not in runs or not len(runs):
+        return []
+    owed = runs.groupby("controller")[column].mean().dropna()
+    owed = owed[owed > OWED_AT_END_KWH]
+    if owed.empty:
+        return []
+    listed = ", ".join(f"{name} {kwh:,.1f} kWh" for name, kwh in owed.sort_values().items())
+    return [
+        "Runs ended with EVs still plugged in and owed energy (mean per run: "
+        f"{listed}). That energy costs only the scenario's unmet-energy penalty "
+        "(tariff.unmet_energy_penalty_per_kwh) while demand charges count in full, so a "
+        "controller can look cheaper by deferring charging past the end: compare over whole "
+        "days (an --until that ends when the cars have left) or raise the penalty."
+    ]
 
 
 def _write_manifest(
@@ -235,6 +270,7 @@ def _write_manifest(
     runs: pd.DataFrame,
     started: float,
     ran: float,
+    notes: list[str],
 ) -> None:
     from qubit_sim.core.results import git_revision, package_versions, write_json
 
@@ -261,6 +297,7 @@ def _write_manifest(
                 "total": round(time.perf_counter() - started, 3),
                 "run_wall_sum": round(float(runs.wall_s.sum()), 3),
             },
+            "notes": notes,
             "versions": package_versions(),
             "git_revision": git_revision(),
         },

@@ -395,6 +395,9 @@ class SiteEnv(gym.Env[np.ndarray, np.ndarray]):
             sessions_needed_kwh=np.asarray(site.sessions.e_needed_kwh)[within],
             sessions_delivered_kwh=delivered[within],
             sessions_rejected=sim.session_rejected[within],
+            sessions_open_at_end=((sim.session_plugged_s >= 0) & (sim.session_unplugged_s < 0))[
+                within
+            ],
             battery_throughput_kwh=bank.throughput_kwh,
             battery_energy_change_kwh=balance["battery_stored_end_kwh"]
             - balance["battery_stored_start_kwh"],

@@ -1,0 +1,53 @@
+"""The comparison warns when runs end with EVs still plugged in and owed energy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+import qubit_sim
+from qubit_sim.experiments.compare import OWED_AT_END_KWH, comparison_notes
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_energy_owed_at_the_end_is_measured(tmp_path: Path) -> None:
+    scenario = ROOT / "scenarios" / "workplace_pv_battery.yaml"
+    # Noon: the office cars are plugged in. The optimum with a full month's demand charge on half
+    # a day leaves much of their energy for after the end; charging at once leaves little.
+    owed = {}
+    for controller in ("uncontrolled", "offline_optimal"):
+        run = qubit_sim.run(
+            scenario,
+            out=tmp_path / controller,
+            until_s=12 * 3600,
+            controller=controller,
+            plots=False,
+            settle=False,
+        )
+        kpis = run.kpis
+        assert 0.0 <= kpis["ev_energy_unmet_at_end_kwh"] <= kpis["ev_energy_unmet_kwh"] + 1e-9
+        sessions = run.sessions()
+        still = sessions[(sessions.plugged_s >= 0) & (sessions.unplugged_s < 0)]
+        expected = (still.e_needed_kwh - still.e_delivered_kwh).clip(lower=0.0).sum()
+        assert abs(kpis["ev_energy_unmet_at_end_kwh"] - expected) < 1e-9
+        owed[controller] = kpis["ev_energy_unmet_at_end_kwh"]
+    assert owed["offline_optimal"] > OWED_AT_END_KWH
+    assert owed["offline_optimal"] > 10 * owed["uncontrolled"]
+
+
+def test_notes_name_the_controllers_that_left_energy_owed() -> None:
+    runs = pd.DataFrame(
+        {
+            "controller": ["uncontrolled", "uncontrolled", "offline_optimal", "offline_optimal"],
+            "ev_energy_unmet_at_end_kwh": [0.0, 0.5, 60.0, 40.0],
+        }
+    )
+    notes = comparison_notes(runs)
+    assert len(notes) == 1
+    assert "offline_optimal 50.0 kWh" in notes[0] and "uncontrolled" not in notes[0]
+    assert "unmet_energy_penalty_per_kwh" in notes[0]
+    runs["ev_energy_unmet_at_end_kwh"] = 0.0
+    assert comparison_notes(runs) == []
+    assert comparison_notes(runs.drop(columns="ev_energy_unmet_at_end_kwh")) == []
