@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 __all__ = ["app", "main"]
 
@@ -28,9 +29,20 @@ app = typer.Typer(
 EXIT_SCENARIO = 2
 EXIT_FAILED = 1
 
+
+def _check_seed(value: int | None) -> int | None:
+    if value is not None and value < 0:
+        raise typer.BadParameter(
+            f"{value} is negative; a seed is a whole number >= 0, as site.seed"
+        )
+    return value
+
+
 # Options that run, serve and hil share. Help texts put defaults in round brackets: rich reads
 # "[default: ...]" as markup and drops it.
-SeedOption = Annotated[int | None, typer.Option(help="Seed (overrides site.seed).")]
+SeedOption = Annotated[
+    int | None, typer.Option(callback=_check_seed, help="Seed >= 0 (overrides site.seed).")
+]
 ResultsOption = Annotated[
     Path | None, typer.Option(help="Results folder (default: results/<name>-seed<seed>).")
 ]
@@ -86,6 +98,66 @@ def _fail_run(console: Any, command: str, exc: Exception) -> None:
         f"[bold red]{command} failed:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
     )
     raise typer.Exit(EXIT_FAILED) from None
+
+
+def _note(console: Any, text: str) -> None:
+    from rich.markup import escape
+
+    console.print(f"[bold yellow]note:[/] {escape(text)}", highlight=False, soft_wrap=True)
+
+
+def _until_notice(until: str, until_s: int, duration_s: int, step_s: int) -> str | None:
+    """What ``--until`` asked and what runs instead, when the two differ (``None`` when not)."""
+    from qubit_sim.core.clock import format_duration
+
+    if until_s <= 0:
+        return None  # refused by the build, with its own error
+    if until_s > duration_s:
+        return (
+            f"--until {until} is longer than the scenario (site.duration "
+            f"{format_duration(duration_s)}): simulating all of it"
+        )
+    steps = max(until_s // step_s, 1)
+    if steps * step_s == until_s:
+        return None
+    plural = "s" if steps != 1 else ""
+    return (
+        f"--until {until} is not a whole number of {step_s} s steps (site.step): simulating "
+        f"{steps:,} step{plural} ({format_duration(steps * step_s)})"
+    )
+
+
+def _note_until(console: Any, until: str | None, until_s: int | None, loaded: Any) -> None:
+    if until is None or until_s is None:
+        return
+    site = loaded.spec.site
+    notice = _until_notice(until, until_s, site.duration, site.step)
+    if notice is not None:
+        _note(console, notice)
+
+
+def _stop_exit_code(manifest: dict[str, Any]) -> int | None:
+    """The exit status of a run that a stop (Ctrl-C, SIGTERM) ended early: 128 + the signal's
+    number, as a shell reports a process killed by it; ``None`` for any other run."""
+    import signal
+
+    stopped_by = manifest.get("stopped_by")
+    if manifest.get("status") != "incomplete" or not stopped_by:
+        return None
+    stop = signal.SIGTERM if "SIGTERM" in stopped_by else signal.SIGINT
+    return 128 + int(stop)
+
+
+def _exit_if_stopped(result: Any) -> None:
+    code = _stop_exit_code(result.manifest)
+    if code is not None:
+        raise typer.Exit(code)
+
+
+def _wide_when_piped(console: Any, width: int) -> None:
+    """Piped or redirected: no terminal to wrap for, so tables keep one line per row."""
+    if not console.is_terminal:
+        console.width = max(console.width, width)
 
 
 def _print_paced_end(console: Any, result: Any) -> None:
@@ -205,6 +277,7 @@ def run(
         loaded = load_scenario(scenario)
     except ScenarioError as exc:
         _fail_scenario(exc)
+    _note_until(console, until, until_s, loaded)
     try:
         with _progress_bar(console, f"simulating {loaded.name}", "steps", quiet) as update:
             result = run_loaded(
@@ -253,8 +326,11 @@ def _print_kpis(console: Any, result: Any) -> None:
         table.add_row(label, text, escape(unit.format(currency=currency)))
     console.print(table)
     timings = manifest.get("timings_s", {})
+    n_steps = manifest["n_steps"]
+    done = manifest.get("steps_done", n_steps)
+    steps = f"{done:,} of {n_steps:,}" if done < n_steps else f"{done:,}"
     console.print(
-        f"{manifest['n_steps']:,} steps of {manifest['step_s']} s simulated in "
+        f"{steps} steps of {manifest['step_s']} s simulated in "
         f"{timings.get('simulate', 0):.1f} s (total {timings.get('total', 0):.1f} s)"
     )
     console.print(f"results: [bold]{escape(str(result.out_dir))}[/]", highlight=False)
@@ -396,31 +472,44 @@ def _print_settlement(console: Any, report: Any) -> None:
     from qubit_sim.stack.settle.bills import bill_totals
 
     currency = report.currency
-    table = Table(title=f"Site bill per {report.period} ({currency})", title_justify="left")
-    for name in (
+    # The export credit is shown as summary.md shows it: a positive amount that the total
+    # subtracts (bill_lines.csv books it as a negative amount).
+    header = (
         "period",
         "import kWh",
         "export kWh",
         "peak kW",
         "energy",
         "demand",
-        "export",
+        "export credit",
         "total",
-    ):
-        table.add_column(
-            name, justify="left" if name == "period" else "right", no_wrap=name == "period"
-        )
-    for period, row in bill_totals(report.bill_lines).iterrows():
-        table.add_row(
+    )
+    rows = [
+        [
             str(period),
             f"{row.import_kwh:,.1f}",
             f"{row.export_kwh:,.1f}",
             f"{row.peak_kw:,.1f}",
             f"{row.energy:,.2f}",
             f"{row.demand:,.2f}",
-            f"{-row.export_credit + 0.0:,.2f}",
+            f"{row.export_credit + 0.0:,.2f}",
             f"{row.total:,.2f}",
+        ]
+        for period, row in bill_totals(report.bill_lines).iterrows()
+    ]
+    table = Table(
+        title=f"Site bill per {report.period} ({currency})", title_justify="left", show_edge=False
+    )
+    for index, name in enumerate(header):
+        # Each column as wide as its widest number (headers wrap between words), so an
+        # 80-column terminal shows every digit; narrower ones fold digits, never drop them.
+        width = max([len(word) for word in name.split()] + [len(c[index]) for c in rows])
+        table.add_column(
+            name, justify="left" if index == 0 else "right", width=width, overflow="fold"
         )
+    for cells in rows:
+        table.add_row(*cells)
+    _wide_when_piped(console, 120)
     console.print(table)
     signed = report.signed
     total = report.carbon["total"]
@@ -590,9 +679,7 @@ def backtest(
             f"{coverage.get('0.95', float('nan')):.3f}",
         )
     console = _console()
-    if not console.is_terminal:
-        # Piped or redirected: no terminal to wrap for, so keep one line per header and row.
-        console.width = max(console.width, 100)
+    _wide_when_piped(console, 100)
     console.print(table)
 
 
@@ -627,29 +714,68 @@ def _backtest_source(source: Path, until_s: int | None) -> Iterator[tuple[Any, P
         yield loaded, folder
 
 
-def _greedy_lists(args: list[str], names: tuple[str, ...]) -> dict[str, list[str]]:
-    """Values after ``--name`` up to the next option, for options that take several values."""
-    found: dict[str, list[str]] = {name: [] for name in names}
-    current: str | None = None
+def _repeat_list_flags(args: list[str], flags: tuple[str, ...]) -> list[str]:
+    """``--flag a b`` -> ``--flag a --flag b`` for each of ``flags``: a value that follows a
+    value of a list option belongs to it, up to the next option."""
+    out: list[str] = []
+    flag: str | None = None  # the list option whose values are being read
+    has_value = False
     for token in args:
-        if token.startswith("--"):
-            key, sep, value = token[2:].partition("=")
-            if key not in found:
-                _fail_scenario(ValueError(f"no such option: {token}"))
-            current = key
-            if sep:
-                found[key].append(value)
-        elif current is None:
-            _fail_scenario(ValueError(f"unexpected argument {token!r}"))
-        else:
-            found[current].append(token)
-    return found
+        if token.startswith("-"):
+            name, sep, _ = token.partition("=")
+            flag = name if name in flags else None
+            has_value = bool(sep)
+        elif flag is not None:
+            if has_value:
+                out.append(flag)
+            has_value = True
+        out.append(token)
+    return out
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+class _ListOptionsCommand(TyperCommand):
+    """A command whose list options take several values after one flag (``--scenarios a b``),
+    and still appear, with their help, among its options."""
+
+    list_flags = ("--scenarios", "--controllers")
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, _repeat_list_flags(args, self.list_flags))
+
+
+DEFAULT_COMPARE_CONTROLLERS = (
+    "uncontrolled",
+    "rule_based",
+    "qubit_greedy",
+    "mpc",
+    "offline_optimal",
+)
+
+
+@app.command(cls=_ListOptionsCommand)
 def compare(
-    ctx: typer.Context,
-    seeds: Annotated[int, typer.Option(help="Seeds per scenario x controller (0..N-1).")] = 5,
+    scenarios: Annotated[
+        list[Path],
+        typer.Option(
+            metavar="YAML...",
+            help="Scenario YAML files, one or more: --scenarios A.yaml B.yaml ...",
+            show_default=False,
+        ),
+    ],
+    controllers: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="NAME...",
+            help="Controllers, one or more: --controllers mpc rule_based ...; names, "
+            "rl:models/NAME or module:Class (default: "
+            + ", ".join(DEFAULT_COMPARE_CONTROLLERS)
+            + ").",
+            show_default=False,
+        ),
+    ] = None,
+    seeds: Annotated[
+        int, typer.Option(min=1, help="Seeds per scenario x controller (0..N-1).")
+    ] = 5,
     until: Annotated[
         str | None, typer.Option(help="Simulate only this long, e.g. 2d, 6h (default: all).")
     ] = None,
@@ -668,10 +794,6 @@ def compare(
 ) -> None:
     """Compare controllers over scenarios x seeds: KPI table with 95 % CIs, gap to the optimum.
 
-    --scenarios A.yaml B.yaml ... and --controllers NAME NAME ... each take several values.
-    Controllers: uncontrolled, rule_based, qubit_greedy, mpc, offline_optimal,
-    rl:models/NAME, module:Class (default: the first five).
-
     Every controller sees the same EV sessions for a seed. On each scenario, the scenario's own
     controller runs with its controller.params, every other controller with its defaults.
     Writes runs/, kpis.parquet, kpis.csv, summary.csv and plots/ to --out. Exits 1 if a run
@@ -685,14 +807,7 @@ def compare(
     from qubit_sim.experiments import make_executor, summary_table
 
     console = _console()
-    lists = _greedy_lists(list(ctx.args), ("scenarios", "controllers"))
-    controllers = lists["controllers"] or [
-        "uncontrolled",
-        "rule_based",
-        "qubit_greedy",
-        "mpc",
-        "offline_optimal",
-    ]
+    chosen = controllers or list(DEFAULT_COMPARE_CONTROLLERS)
     try:
         until_s = parse_duration(until) if until is not None else None
     except ValueError as exc:
@@ -704,8 +819,8 @@ def compare(
 
     def sweep(progress: Any) -> Any:
         return run_compare(
-            lists["scenarios"],
-            controllers,
+            scenarios,
+            chosen,
             seeds,
             out,
             until_s=until_s,
@@ -726,10 +841,10 @@ def compare(
             result = sweep(progress)
     except QubitSimError as exc:
         _fail_scenario(exc)
-    if not console.is_terminal:
-        # Piped or redirected: no terminal to wrap for, so keep one line per row.
-        console.width = max(console.width, 200)
+    _wide_when_piped(console, 200)
     console.print(summary_table(result))
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     console.print(f"results: [bold]{escape(str(result.out_dir))}[/]", highlight=False)
     failed = result.failed
     if len(failed):
@@ -785,8 +900,8 @@ def serve(
 
     Chargers are OCPP charge points of the stack's CSMS (or of --csms-url), batteries and PV
     plants SunSpec Modbus TCP servers; the endpoint table is printed at start-up. Charge points
-    listed under realtime.charge_points in the YAML may join the CSMS (basic auth). Ctrl-C
-    stops and writes the results folder, marked incomplete.
+    listed under realtime.charge_points in the YAML may join the CSMS (basic auth). Ctrl-C or
+    SIGTERM stops and writes the results folder, marked incomplete, and exits 130 or 143.
     """
     import logging
     import sys
@@ -794,7 +909,7 @@ def serve(
     from qubit_sim.core.clock import parse_duration
     from qubit_sim.errors import ControllerError, ScenarioError, SimulationError
     from qubit_sim.scenario.loader import load_scenario
-    from qubit_sim.scenario.realtime import Endpoint, ServeOptions
+    from qubit_sim.scenario.realtime import Endpoint, ListenError, ServeOptions
     from qubit_sim.scenario.realtime import serve as serve_scenario
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -805,6 +920,7 @@ def serve(
         options = ServeOptions(factor, host, csms_port, modbus_base_port, csms_url, lag)
     except (ScenarioError, ValueError) as exc:
         _fail_scenario(exc)
+    _note_until(console, until, until_s, loaded)
 
     def ready(endpoints: list[Endpoint]) -> None:
         spec = loaded.spec.realtime
@@ -826,14 +942,16 @@ def serve(
             until_s=until_s,
             plots=plots,
             on_ready=ready,
-            notify=lambda text: console.print(f"[bold yellow]note:[/] {text}", soft_wrap=True),
+            notify=lambda text: _note(console, text),
         )
-    except (ScenarioError, ControllerError) as exc:
+    except (ScenarioError, ControllerError, ListenError) as exc:
+        # A taken port is found before the run starts; the results folder is marked incomplete.
         _fail_scenario(exc)
     except SimulationError as exc:
         _fail_run(console, "serve", exc)
     _print_paced_end(console, result)
     _print_kpis(console, result)
+    _exit_if_stopped(result)
 
 
 @app.command()
@@ -851,7 +969,8 @@ def hil(
     Every device is checked (reachable, identifies itself as the bench expects) and a bench
     report is printed before the wall clock starts. Commands pass the bench's safety envelope;
     every write expires on the device by itself. At the end, on watchdog expiry, on too much
-    lag or on Ctrl-C every device is put in its safe state. See hil/README.md.
+    lag, on Ctrl-C or SIGTERM every device is put in its safe state. A run stopped early exits
+    130 after Ctrl-C, 143 after SIGTERM. See hil/README.md.
     """
     import logging
     import sys
@@ -859,6 +978,7 @@ def hil(
     from qubit_sim.errors import ControllerError, ScenarioError, SimulationError
     from qubit_sim.hil.bench import load_bench
     from qubit_sim.hil.run import format_report, run_bench
+    from qubit_sim.scenario.realtime import ListenError
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     console = _console()
@@ -874,7 +994,7 @@ def hil(
 
     try:
         result = run_bench(loaded, dry_run=dry_run, seed=seed, out=out, plots=plots, on_ready=ready)
-    except (ScenarioError, ControllerError) as exc:
+    except (ScenarioError, ControllerError, ListenError) as exc:
         _fail_scenario(exc)
     except SimulationError as exc:
         _fail_run(console, "hil", exc)
@@ -895,6 +1015,7 @@ def hil(
                 highlight=False,
             )
     _print_kpis(console, result)
+    _exit_if_stopped(result)
 
 
 @app.command()

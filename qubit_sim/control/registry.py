@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -91,13 +93,14 @@ class ControllerRegistry:
         elif is_import_path(name):
             factory = _import(name)
         else:
-            import difflib
-
             close = difflib.get_close_matches(name, self.names(), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ControllerError(
                 f"unknown controller {name!r}{hint}; registered: {', '.join(self.names())}"
             )
+        mismatch = _parameter_mismatch(factory, params)
+        if mismatch:
+            raise ControllerError(f"controller {name!r} rejected its parameters: {mismatch}")
         try:
             controller = factory(**params)
         except TypeError as exc:
@@ -108,6 +111,45 @@ class ControllerRegistry:
                 "qubit_sim.control.Controller"
             )
         return controller
+
+
+def _parameter_mismatch(factory: Any, params: Mapping[str, Any]) -> str:
+    """What is wrong with ``params`` for ``factory``'s signature, naming its valid parameters
+    (with a "did you mean" for a near miss); ``""`` when they fit or the signature is unknown.
+
+    A ``TypeError`` from the call itself would only say "unexpected keyword argument".
+    """
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return ""
+    accepted = {
+        p.name: p
+        for p in signature.parameters.values()
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    }
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
+    problems = []
+    if not takes_any:
+        for key in params:
+            if key in accepted:
+                continue
+            close = difflib.get_close_matches(key, list(accepted), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"no parameter {key!r}{hint}")
+    missing = [
+        n for n, p in accepted.items() if p.default is inspect.Parameter.empty and n not in params
+    ]
+    if missing:
+        problems.append(f"missing required parameter(s) {', '.join(map(repr, missing))}")
+    if not problems:
+        return ""
+    listed = [
+        n if p.default is inspect.Parameter.empty else f"{n}={p.default!r}"
+        for n, p in accepted.items()
+    ]
+    valid = f"its parameters: {', '.join(listed)}" if listed else "it takes no parameters"
+    return f"{'; '.join(problems)}; {valid}"
 
 
 def default_registry() -> ControllerRegistry:

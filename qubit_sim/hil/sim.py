@@ -20,11 +20,12 @@ factor, lag policy, the stack's CSMS listening) that, once its sockets are up:
 5. runs a background task that re-reads the devices and renews every setpoint's expiry, and a
    :class:`~qubit_sim.hil.watchdog.Watchdog` fed at every step.
 
-Whatever ends the run — its end, an error, a lag beyond the bench's threshold, Ctrl-C — every
-device is put in its safe state before the sockets close. The watchdog does the same from its
-own thread when a step is overdue (a hung controller) — Modbus devices over fresh connections,
-charge points through the CSMS, whose event loop it unparks for that; the run then stops at its
-next step.
+Whatever ends the run — its end, an error, a lag beyond the bench's threshold, Ctrl-C, SIGTERM
+(systemd, docker and CI time-outs stop a process with it; it takes Ctrl-C's path and
+``stopped_by`` names it) — every device is put in its safe state before the sockets close. The
+watchdog does the same from its own thread when a step is overdue (a hung controller) — Modbus
+devices over fresh connections, charge points through the CSMS, whose event loop it unparks for
+that; the run then stops at its next step.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -111,6 +113,7 @@ class HilSimulation(RealtimeSimulation):
         twin_tick_s: Longest wall wait between twin ticks [s].
 
     Attributes:
+        stopped_by: ``"user (Ctrl-C)"`` or ``"SIGTERM"`` when a stop ended the run early.
         bridges: One bridge per bench device, in bench order.
         identities: One :class:`IdentityCheck` per device.
         watchdog: The :class:`Watchdog`.
@@ -118,6 +121,12 @@ class HilSimulation(RealtimeSimulation):
         takeovers: By device id, the reading that showed it in its safe state before the clock
             started (``p_kw`` [kW]) and how long that took (``wait_s`` [s]).
     """
+
+    listen_settings = {
+        "host": "csms_host in the bench file",
+        "csms_port": "csms_port in the bench file (0 picks a free port)",
+        "modbus_base_port": "nothing (a bench's SunSpec servers take free ports)",
+    }
 
     def __init__(
         self,
@@ -164,6 +173,7 @@ class HilSimulation(RealtimeSimulation):
         self._shadowed: list[tuple[str, int, DeviceBridge]] = []
         self._substituted_kwh = 0.0
         self._io_task: asyncio.Task[None] | None = None
+        self._starting: asyncio.Task[Any] | None = None
         self._first_readings: dict[str, DeviceReading] = {}
 
     def _check_assets(self, site: SiteModel) -> None:
@@ -258,6 +268,7 @@ class HilSimulation(RealtimeSimulation):
     async def _start(self) -> None:
         if self._started:
             return
+        self._starting = asyncio.current_task()
         await super()._start()
         assert self.csms is not None
         found_devices = []
@@ -365,6 +376,44 @@ class HilSimulation(RealtimeSimulation):
             self.shadows[spec.id] = ShadowRecorder(spec.id, spec.kind)
 
     # ------------------------------------------------------------------------------ running
+    def _run_paced(self, n_steps: int | None = None) -> None:
+        """Pace the run, with SIGTERM taken as Ctrl-C.
+
+        A stop while the devices are identified and taken over (before the clock starts)
+        cancels that and raises :class:`SimulationError`: closing the simulation then puts every
+        device taken so far in its safe state, and the results folder is marked incomplete.
+        """
+        try:
+            super()._run_paced(n_steps)
+        except KeyboardInterrupt:
+            received = self.stop_signals
+            by = signal.Signals(received[0]).name if received else "Ctrl-C"
+            starting = self._starting
+            if starting is not None and not starting.done():
+                self._cancel(starting)
+                raise SimulationError(
+                    f"stopped by {by} before the clock started, while the bench devices were "
+                    "identified and taken over",
+                    0,
+                ) from None
+            # After the start (a second Ctrl-C while the run stops): the steps are over.
+            self.stopped_early = True
+            self.stopped_by = by if received else "user (Ctrl-C)"
+
+    def _cancel(self, task: asyncio.Task[Any]) -> None:
+        """Cancel ``task`` on the simulation's event loop and wait (at most ``_SAFE_TIMEOUT_S``)
+        until it has ended, so that nothing talks to a device while the safe states go out."""
+        loop = self._loop
+        if loop is None:
+            return
+
+        async def cancel() -> None:
+            task.cancel()
+            await asyncio.wait([task], timeout=_SAFE_TIMEOUT_S)
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(cancel(), loop.loop).result(_SAFE_TIMEOUT_S + 1)
+
     def _start_twin_tasks(self) -> None:
         super()._start_twin_tasks()
         self._io_task = asyncio.create_task(self._io_loop())

@@ -11,6 +11,8 @@ SunSpec Modbus TCP servers, and twins' timers run on simulated time. What change
   runs (at least every ``twin_tick_s`` wall seconds, and at once while the engine is idle).
 * **Listening sockets.** The CSMS listens on ``host:csms_port`` and the SunSpec servers on
   ``modbus_base_port + index`` (batteries first, then PV plants; base port 0 picks free ports).
+  Fixed ports are tried when the simulation is built, so a port already taken is a
+  :class:`ListenError` naming it and the setting that changes it, before anything runs.
   The CSMS admits the charger twins and the charge points on the YAML allow-list
   (``realtime.charge_points``: identity + password, HTTP basic auth, security profile 1).
 * **External CSMS.** With ``csms_url`` the twins connect there instead. The stack then has no
@@ -21,8 +23,9 @@ SunSpec Modbus TCP servers, and twins' timers run on simulated time. What change
 * **Lag.** At the start of each step the delay behind its wall-clock due time is measured [s].
   ``warn`` logs when it exceeds one step, ``strict`` stops the run then, a number stops it
   above that many seconds. Maximum and mean go into the manifest and the KPIs.
-* **Stopping.** Ctrl-C (``KeyboardInterrupt``) ends the pacing after the step under way; the
-  results folder is written and marked incomplete.
+* **Stopping.** Ctrl-C (``KeyboardInterrupt``) or SIGTERM (systemd, docker, CI time-outs) ends
+  the pacing after the step under way; the results folder is written and marked incomplete, with
+  ``stopped_by`` ``user (Ctrl-C)`` or ``SIGTERM``.
 
 The physics is the one of ``fast`` and ``wire``: same scenario and seed, same time series.
 """
@@ -31,11 +34,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import math
+import os
+import signal
+import socket
 import threading
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -57,11 +64,112 @@ from qubit_sim.twins.ocpp_cp import OcppChargePointTwin
 from qubit_sim.twins.ocpp_meter_view import StepMeteredCharger
 from qubit_sim.twins.sunspec_server import SunSpecServer
 
-__all__ = ["Endpoint", "LagPolicy", "LagStats", "RealtimeSimulation", "ServeOptions", "serve"]
+__all__ = [
+    "Endpoint",
+    "LagPolicy",
+    "LagStats",
+    "ListenError",
+    "RealtimeSimulation",
+    "ServeOptions",
+    "Terminated",
+    "check_listen",
+    "serve",
+    "sigterm_as_interrupt",
+]
 
 LOGGER = logging.getLogger("qubit_sim.realtime")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C's ``KeyboardInterrupt`` would be, to take the same path."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[list[int]]:
+    """While open, SIGTERM raises :class:`Terminated` in the main thread (once: a second one
+    finds the stop under way). Yields a list that receives the signal's number.
+
+    Elsewhere than in the main thread no handler can be installed; the list stays empty.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handle(signum: int, _frame: object) -> None:
+        if received:
+            return
+        received.append(signum)
+        LOGGER.warning("SIGTERM: stopping after the step under way (devices to their safe state)")
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handle)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 _T = TypeVar("_T")
 _WARN_EVERY_S = 10.0
+
+
+class ListenError(ProtocolError):
+    """A server socket cannot listen on its address: the port is taken, needs privileges, or the
+    host is not one of this machine's.
+
+    Attributes:
+        host / port: The address.
+        setting: The option or YAML key that changes it.
+    """
+
+    def __init__(self, host: str, port: int, reason: str, setting: str) -> None:
+        self.host, self.port, self.setting = host, port, setting
+        super().__init__(f"cannot listen on {host}:{port}: {reason}; choose another with {setting}")
+
+
+_BIND_REASONS = {
+    errno.EADDRINUSE: "the address is already in use (another program listens there)",
+    errno.EACCES: "permission denied (ports below 1024 need privileges)",
+    errno.EADDRNOTAVAIL: "no interface of this machine has that address",
+}
+
+
+def check_listen(host: str, port: int, port_setting: str, host_setting: str) -> None:
+    """Fail early when a server could not listen on ``host:port`` now (port 0 always can).
+
+    Binds and closes a probe socket per address ``host`` resolves to, with the options asyncio's
+    servers use (``SO_REUSEADDR`` on POSIX, IPv6-only sockets), so a port in ``TIME_WAIT`` passes
+    as it would for the real server.
+
+    Args:
+        host / port: The address.
+        port_setting / host_setting: What changes the port / the host, for the message
+            (e.g. ``"--csms-port (realtime.csms_port; 0 picks a free port)"``).
+
+    Raises:
+        ListenError: naming the address, the reason and the setting to change.
+    """
+    if port == 0:
+        return
+    try:
+        addresses = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise ListenError(host, port, f"unknown host ({exc.strerror})", host_setting) from None
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            if os.name == "posix":
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                reason = _BIND_REASONS.get(exc.errno or 0, exc.strerror or str(exc))
+                setting = host_setting if exc.errno == errno.EADDRNOTAVAIL else port_setting
+                raise ListenError(host, port, reason, setting) from None
 
 
 @dataclass(frozen=True)
@@ -205,11 +313,26 @@ class RealtimeSimulation(WireSimulation):
         **wire_options: ``meter_interval_s``, ``heartbeat_s``, ``measurands``,
             ``response_timeout_s`` of :class:`WireSimulation`.
 
+    Raises:
+        ListenError: when a fixed port is taken (or the host is not this machine's); the
+            message names the setting in :attr:`listen_settings`.
+
     Attributes:
         lag_stats: The measured :class:`LagStats`.
-        stopped_early: True when the run was stopped (Ctrl-C) before the end of the horizon.
+        stopped_early: True when the run was stopped (Ctrl-C, SIGTERM) before the end of the horizon.
+        stop_signals: Signal numbers received while paced (SIGTERM), for :attr:`stopped_by`.
         endpoint_table: Every socket as an :class:`Endpoint`, once started.
     """
+
+    #: What a user changes to move each listening socket (``host``, ``csms_port``,
+    #: ``modbus_base_port``), named in a :class:`ListenError`.
+    listen_settings: Mapping[str, str] = {
+        "host": "--host (realtime.host in the scenario)",
+        "csms_port": "--csms-port (realtime.csms_port in the scenario; 0 picks a free port)",
+        "modbus_base_port": (
+            "--modbus-base-port (realtime.modbus_base_port in the scenario; 0 picks free ports)"
+        ),
+    }
 
     def __init__(
         self,
@@ -243,6 +366,7 @@ class RealtimeSimulation(WireSimulation):
                     )
                 ]
             )
+        self._check_ports(site, host, int(csms_port), int(modbus_base_port))
         super().__init__(site, timeseries_path, events_path, progress, host=host, **wire_options)
         self.factor = float(factor)
         self.csms_port = int(csms_port)
@@ -265,6 +389,8 @@ class RealtimeSimulation(WireSimulation):
         self.on_ready = on_ready
         self.lag_stats = LagStats()
         self.stopped_early = False
+        #: Signal numbers received while paced (SIGTERM); empty after Ctrl-C or a normal end.
+        self.stop_signals: list[int] = []
         self.endpoint_table: list[Endpoint] = []
         self._wall0 = 0.0
         self._last_warning = -math.inf
@@ -275,10 +401,24 @@ class RealtimeSimulation(WireSimulation):
         # Simulation.run drives engine.run(); in real time the pacer advances the engine instead.
         self.engine.run = self._run_paced  # type: ignore[method-assign]
 
+    def _check_ports(self, site: SiteModel, host: str, csms_port: int, base_port: int) -> None:
+        # Before anything is opened: a taken port is then a set-up error, reported before the
+        # run starts, with the results folder marked incomplete by the runner.
+        settings = self.listen_settings
+        check_listen(host, csms_port, settings["csms_port"], settings["host"])
+        if base_port:
+            n_servers = site.batteries.n + len(site.pv_ids)
+            for port in range(base_port, base_port + n_servers):
+                check_listen(host, port, settings["modbus_base_port"], settings["host"])
+
     # ------------------------------------------------------------------ pacing
     def _run_paced(self, n_steps: int | None = None) -> None:
-        with inline_validation():
+        """Pace the run, with SIGTERM taken as Ctrl-C (:attr:`stop_signals` gets its number)."""
+        with sigterm_as_interrupt() as received, inline_validation():
+            self.stop_signals = received
             self._serve_paced()
+        if received and self.stopped_early:
+            self.stopped_by = signal.Signals(received[0]).name
 
     def _serve_paced(self) -> None:
         self._call(self._start())
@@ -451,7 +591,13 @@ class RealtimeSimulation(WireSimulation):
             ssl_context=security.server_ssl,
         )
         self.csms = csms
-        await csms.start()
+        try:
+            await csms.start()
+        except OSError as exc:
+            # Taken between the check at construction and now.
+            reason = _BIND_REASONS.get(exc.errno or 0, str(exc))
+            setting = self.listen_settings["csms_port"]
+            raise ListenError(host, self.csms_port, reason, setting) from None
         self.endpoints.append((host, csms.port))
         table = self.endpoint_table
         allowed = ", ".join(sorted(self.allowed)) or "twins only"

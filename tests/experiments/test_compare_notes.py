@@ -51,3 +51,20 @@ def test_notes_name_the_controllers_that_left_energy_owed() -> None:
     runs["ev_energy_unmet_at_end_kwh"] = 0.0
     assert comparison_notes(runs) == []
     assert comparison_notes(runs.drop(columns="ev_energy_unmet_at_end_kwh")) == []
+
+
+def test_the_cli_prints_the_note_under_the_table(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from qubit_sim.cli import app
+
+    scenario = ROOT / "scenarios" / "workplace_pv_battery.yaml"
+    args = ["compare", "--scenarios", str(scenario), "--controllers", "uncontrolled"]
+    args += ["offline_optimal", "--seeds", "1", "--until", "12h", "--workers", "1"]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "cmp"), "-q"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "note: Runs ended with EVs still plugged in" in text
+    assert "offline_optimal" in text.split("note:")[1]
+    manifest = (tmp_path / "cmp" / "compare.json").read_text()
+    assert "unmet_energy_penalty_per_kwh" in manifest

@@ -257,18 +257,24 @@ def test_a_modbus_client_reads_the_sunspec_marker_of_the_served_battery(
     assert first_model == 1  # the common model comes first
 
 
-def test_ctrl_c_stops_the_served_run_and_writes_incomplete_results(
-    scenario: Path, tmp_path: Path
+@pytest.mark.parametrize(
+    ("sent", "stopped_by", "exit_code"),
+    [(signal.SIGINT, "user (Ctrl-C)", 130), (signal.SIGTERM, "SIGTERM", 143)],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_a_stop_signal_ends_the_served_run_and_writes_incomplete_results(
+    scenario: Path, tmp_path: Path, sent: signal.Signals, stopped_by: str, exit_code: int
 ) -> None:
     out = tmp_path / "results"
     proc, _ = _start_serving(scenario, out)
     time.sleep(1.0)  # at x60 a few steps run
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sent)
     stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 0, stderr
+    # The shell's convention for a process stopped by a signal: 128 + its number.
+    assert proc.returncode == exit_code, stderr
     assert "marked incomplete" in stdout
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["status"] == "incomplete" and manifest["stopped_by"] == "user (Ctrl-C)"
+    assert manifest["status"] == "incomplete" and manifest["stopped_by"] == stopped_by
     steps = manifest["steps_done"]
     assert 1 <= steps < manifest["n_steps"]
     frame = pd.read_parquet(out / "timeseries.parquet")
