@@ -230,7 +230,7 @@ def build_site(
     sessions = _sessions(loaded, clock, rng, len(charger_ids), issues)
 
     if issues.items:
-        raise ScenarioError(issues.items, str(loaded.path or loaded.name))
+        raise loaded.locate(ScenarioError(issues.items, str(loaded.path or loaded.name)))
 
     if grid is not None:
         from qubit_sim.grid import FastPowerFlow

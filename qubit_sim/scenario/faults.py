@@ -59,7 +59,6 @@ run's ``faults`` random stream.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +68,7 @@ from qubit_sim.control.base import Setpoints
 from qubit_sim.core.rng import RngTree
 from qubit_sim.errors import ConfigIssue, ScenarioError
 from qubit_sim.scenario.build import SiteModel
+from qubit_sim.scenario.loader import FAULT_DEVICE_KINDS, fault_devices, format_path
 from qubit_sim.scenario.schema import DeviceFraction
 from qubit_sim.scenario.simulation import Simulation
 from qubit_sim.twins.links import SetpointChanges, SetpointRouter
@@ -96,21 +96,8 @@ SUPPORTED_KINDS = (
     "meter_freeze",
 )
 
-#: Device kinds each fault kind applies to.
-DEVICE_KINDS: dict[str, tuple[str, ...]] = {
-    "link_drop": ("charger",),
-    "latency": ("charger", "battery", "pv"),
-    "message_loss": ("charger", "battery", "pv"),
-    "device_fault": ("charger", "battery", "pv"),
-    "modbus_timeout": ("battery", "pv"),
-    "meter_freeze": ("charger", "battery", "pv"),
-}
-
-_WHY_NOT = {
-    "link_drop": "link_drop takes charger ids (a battery or PV link fails as modbus_timeout)",
-    "modbus_timeout": "modbus_timeout takes battery or PV ids (a charger speaks OCPP: use "
-    "link_drop)",
-}
+#: Device kinds each fault kind applies to (the loader checks entries by it).
+DEVICE_KINDS = FAULT_DEVICE_KINDS
 
 
 @dataclass(frozen=True)
@@ -323,55 +310,27 @@ def _on_grid(t_s: int, step_s: int) -> int:
     return -(-t_s // step_s) * step_s
 
 
-def _unknown(device_id: str, known: list[str], what: str) -> str:
-    close = difflib.get_close_matches(device_id, known, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    listed = ", ".join(known[:6]) + (", ..." if len(known) > 6 else "")
-    return f"unknown {what} id {device_id!r}{hint} (the site's {what}s: {listed or 'none'})"
-
-
 def _devices_of(
-    fault: Any, path: str, site: SiteModel, rng: np.random.Generator
+    fault: Any, loc: tuple[Any, ...], site: SiteModel, rng: np.random.Generator
 ) -> tuple[list[tuple[str, int, str]], list[ConfigIssue]]:
-    """``(device kind, index, id)`` of the devices ``fault`` names, and issues."""
-    allowed = DEVICE_KINDS[fault.kind]
+    """``(device kind, index, id)`` of the devices ``fault`` (at ``loc``) names, and issues.
+
+    The names are checked as the loader checks them; a ``{fraction: x}`` is drawn here.
+    """
     ids = {
         "charger": list(site.fleet.ids),
         "battery": list(site.batteries.ids),
         "pv": list(site.pv_ids),
     }
-    chargers = ids["charger"]
-    single = hasattr(fault, "device")
-    devices = [fault.device] if single else fault.devices
-    if isinstance(devices, DeviceFraction):
-        if not chargers:
-            return [], [ConfigIssue(f"{path}.devices", "the site has no chargers to choose from")]
-        k = max(1, round(devices.fraction * len(chargers)))
+    chosen, problems = fault_devices(fault, ids)
+    issues = [ConfigIssue(format_path(loc + where), message) for where, message in problems]
+    fraction = getattr(fault, "devices", None)
+    if isinstance(fraction, DeviceFraction) and not issues:
+        chargers = ids["charger"]
+        k = max(1, round(fraction.fraction * len(chargers)))
         drawn = sorted(int(i) for i in rng.choice(len(chargers), size=k, replace=False))
-        return [("charger", i, chargers[i]) for i in drawn], []
-    issues: list[ConfigIssue] = []
-    chosen: list[tuple[str, int, str]] = []
-    names = {"charger": "charger", "battery": "battery", "pv": "PV plant"}
-    for n, device_id in enumerate(devices):
-        where = f"{path}.device" if single else f"{path}.devices[{n}]"
-        kind = next((k for k, known in ids.items() if device_id in known), None)
-        if kind is None:
-            known = [d for k in allowed for d in ids[k]]
-            what = "device" if len(allowed) > 1 else names[allowed[0]]
-            issues.append(ConfigIssue(where, _unknown(device_id, known, what)))
-        elif kind not in allowed:
-            issues.append(
-                ConfigIssue(
-                    where,
-                    f"{fault.kind} on {device_id!r} (a {names[kind]}) is not possible; "
-                    + _WHY_NOT.get(fault.kind, ""),
-                )
-            )
-        else:
-            chosen.append((kind, ids[kind].index(device_id), device_id))
-    if not devices:
-        issues.append(ConfigIssue(f"{path}.devices", "give at least one device id"))
-    return sorted(set(chosen)), issues
+        chosen = [("charger", i, chargers[i]) for i in drawn]
+    return chosen, issues
 
 
 def plan_faults(site: SiteModel) -> FaultPlan:
@@ -390,11 +349,11 @@ def plan_faults(site: SiteModel) -> FaultPlan:
     issues: list[ConfigIssue] = []
     spans: dict[tuple[str, str, int, str], list[tuple[int, int, float]]] = {}
     for n, fault in enumerate(spec.faults):
-        path = f"faults[{n}]"
+        loc = ("faults", n)
         if fault.kind not in SUPPORTED_KINDS:  # pragma: no cover - the schema lists the kinds
-            issues.append(ConfigIssue(f"{path}.kind", f"unknown fault kind {fault.kind!r}"))
+            issues.append(ConfigIssue(f"faults[{n}].kind", f"unknown fault kind {fault.kind!r}"))
             continue
-        devices, found = _devices_of(fault, path, site, rng)
+        devices, found = _devices_of(fault, loc, site, rng)
         issues += found
         value = float(getattr(fault, "delay", 0) or getattr(fault, "probability", 0.0))
         for r in range(fault.count):

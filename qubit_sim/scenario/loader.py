@@ -8,9 +8,10 @@ for misspelt keys and names.
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,10 @@ from qubit_sim.scenario import schema
 from qubit_sim.scenario.templates import TemplateCatalogue
 
 __all__ = [
+    "FAULT_DEVICE_KINDS",
     "LoadedScenario",
+    "device_ids",
+    "fault_devices",
     "format_path",
     "load_scenario",
     "load_scenario_text",
@@ -33,6 +37,23 @@ __all__ = [
 
 _SECTION_KIND = {"chargers": "charger", "batteries": "battery", "pv": "pv", "loads": "load"}
 
+#: Device kinds each fault kind applies to.
+FAULT_DEVICE_KINDS: dict[str, tuple[str, ...]] = {
+    "link_drop": ("charger",),
+    "latency": ("charger", "battery", "pv"),
+    "message_loss": ("charger", "battery", "pv"),
+    "device_fault": ("charger", "battery", "pv"),
+    "modbus_timeout": ("battery", "pv"),
+    "meter_freeze": ("charger", "battery", "pv"),
+}
+
+_WHY_NOT = {
+    "link_drop": "link_drop takes charger ids (a battery or PV link fails as modbus_timeout)",
+    "modbus_timeout": "modbus_timeout takes battery or PV ids (a charger speaks OCPP: use "
+    "link_drop)",
+}
+_DEVICE_NAMES = {"charger": "charger", "battery": "battery", "pv": "PV plant"}
+
 
 class LoadedScenario:
     """A validated scenario plus where it came from.
@@ -42,15 +63,45 @@ class LoadedScenario:
         path: The file it was read from (``None`` for text).
         base_dir: Folder against which relative paths in the file (CSV files) are resolved.
         raw: The document after templates were applied (plain dicts), for the manifest.
+        lines: The 1-based line of each YAML path of the text (see :func:`yaml_line_map`).
     """
 
     def __init__(
-        self, spec: schema.Scenario, path: Path | None, base_dir: Path, raw: dict[str, Any]
+        self,
+        spec: schema.Scenario,
+        path: Path | None,
+        base_dir: Path,
+        raw: dict[str, Any],
+        lines: dict[tuple[Any, ...], int] | None = None,
     ) -> None:
         self.spec = spec
         self.path = path
         self.base_dir = base_dir
         self.raw = raw
+        self.lines = lines or {}
+
+    def locate(self, error: ScenarioError) -> ScenarioError:
+        """``error`` with the YAML line of every issue that names a path but no line.
+
+        Problems found after loading (building the site: feeder buses, sessions) are reported
+        by path; this gives them the line of that path in this scenario's text.
+        """
+        if all(issue.line is not None or not issue.path for issue in error.issues):
+            return error
+        issues = [
+            issue
+            if issue.line is not None or not issue.path
+            else ConfigIssue(issue.path, issue.message, self._line(issue.path))
+            for issue in error.issues
+        ]
+        return ScenarioError(issues, error.source)
+
+    def _line(self, path: str) -> int | None:
+        """Line of ``path`` or of its closest ancestor below the root (not a YAML path: None)."""
+        loc = _loc(path)
+        return next(
+            (self.lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in self.lines), None
+        )
 
     def resolve(self, relative: str) -> Path:
         """Resolve a path written in the scenario relative to the scenario's folder."""
@@ -71,6 +122,13 @@ def format_path(loc: Iterable[Any]) -> str:
         else:
             out += f".{part}" if out else str(part)
     return out
+
+
+def _loc(path: str) -> tuple[Any, ...]:
+    """``assets.chargers[0].bus`` -> ``('assets', 'chargers', 0, 'bus')`` (see format_path)."""
+    return tuple(
+        int(index) if index else key for key, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", path)
+    )
 
 
 def yaml_line_map(text: str) -> dict[tuple[Any, ...], int]:
@@ -174,14 +232,47 @@ def suggest(word: str, choices: Iterable[str]) -> str:
     return f" (did you mean {matches[0]!r}?)" if matches else ""
 
 
+def _soc_hint(loc: tuple[Any, ...], kind: str, found: Any) -> str:
+    """A hint for an SOC written as a percentage (``95`` for ``0.95``)."""
+    name = str(loc[-1]) if loc else ""
+    is_number = isinstance(found, int | float) and not isinstance(found, bool)
+    if "soc" not in name or not kind.startswith("less_than") or not is_number:
+        return ""
+    if not 1 < found <= 100:
+        return ""
+    return f"; SOC is a fraction of capacity; write {found / 100:g} for {found:g} %"
+
+
+def _missing(loc: tuple[Any, ...]) -> str:
+    """``required key is missing``, with what the key means and an example when it has one."""
+    model = _model_at(loc[:-1])
+    field = model.model_fields.get(str(loc[-1])) if model is not None and loc else None
+    if field is None or not field.examples:
+        return "required key is missing"
+    return f"required key is missing: {field.description}; e.g. {loc[-1]}: {field.examples[0]}"
+
+
 def _issues_from_validation(
-    error: ValidationError, lines: dict[tuple[Any, ...], int]
+    error: ValidationError,
+    lines: dict[tuple[Any, ...], int],
+    untemplated: Sequence[tuple[Any, ...]] = (),
 ) -> list[ConfigIssue]:
+    """The issues of a pydantic error; ``untemplated`` entries (their template could not be
+    applied) are not told of the keys or key combinations the template would have given."""
     issues = []
     for item in error.errors(include_url=False):
         loc = tuple(item["loc"])
         kind = item["type"]
         found = item.get("input")
+        cause = item.get("ctx", {}).get("error")
+        if isinstance(cause, schema.FieldError):
+            loc += cause.loc
+            item = {**item, "msg": cause.message}
+        if any(
+            loc[: len(entry)] == entry and (kind == "missing" or len(loc) == len(entry))
+            for entry in untemplated
+        ):
+            continue
         if kind == "extra_forbidden":
             model = _model_at(loc[:-1])
             allowed = sorted(model.model_fields) if model else []
@@ -189,7 +280,7 @@ def _issues_from_validation(
             if allowed:
                 message += f"; allowed keys: {', '.join(allowed)}"
         elif kind == "missing":
-            message = "required key is missing"
+            message = _missing(loc)
         else:
             message = item["msg"]
             if message.startswith("Value error, "):
@@ -198,9 +289,11 @@ def _issues_from_validation(
                 expected = item.get("ctx", {}).get("expected", "")
                 options = [s.strip(" '") for s in str(expected).replace(" or ", ",").split(",")]
                 message += suggest(str(found), options)
-            if not isinstance(found, dict | list) and found is not None and "found" not in message:
+            quoted = "found" in message or repr(found) in message
+            if not isinstance(found, dict | list) and found is not None and not quoted:
                 shown = found.isoformat() if hasattr(found, "isoformat") else found
                 message += f" (found {shown!r})"
+            message += _soc_hint(loc, kind, found)
         issues.append(ConfigIssue(format_path(loc), message, nearest_line(lines, loc)))
     return issues
 
@@ -210,7 +303,10 @@ def _apply_templates(
     catalogue: TemplateCatalogue,
     lines: dict[tuple[Any, ...], int],
     issues: list[ConfigIssue],
+    untemplated: list[tuple[Any, ...]],
 ) -> dict[str, Any]:
+    """``document`` with each asset entry merged over its template; entries whose template is
+    unknown or of another kind are reported and added to ``untemplated``."""
     assets = document.get("assets")
     if not isinstance(assets, dict):
         return document
@@ -225,6 +321,8 @@ def _apply_templates(
                 loc = ("assets", section, index, "template")
                 name = str(entry["template"])
                 template = catalogue.get(name)
+                if template is None or template.kind != kind:
+                    untemplated.append(loc[:-1])
                 if template is None:
                     issues.append(
                         ConfigIssue(
@@ -264,21 +362,22 @@ def load_scenario_text(
         document = _deep_merge(document, overrides)
     lines = yaml_line_map(text)
     issues: list[ConfigIssue] = []
+    untemplated: list[tuple[Any, ...]] = []
     document = _apply_templates(
-        document, catalogue or TemplateCatalogue.default(base), lines, issues
+        document, catalogue or TemplateCatalogue.default(base), lines, issues, untemplated
     )
     spec = None
     try:
         spec = schema.Scenario.model_validate(document)
     except ValidationError as exc:
-        issues.extend(_issues_from_validation(exc, lines))
+        issues.extend(_issues_from_validation(exc, lines, untemplated))
     issues.extend(_controller_issues(document, lines))
     if spec is not None:
         issues.extend(_semantic_issues(spec, base, lines))
     if issues:
         raise ScenarioError(issues, source)
     assert spec is not None
-    return LoadedScenario(spec, None, base, document)
+    return LoadedScenario(spec, None, base, document, lines)
 
 
 def load_scenario(
@@ -387,4 +486,94 @@ def _semantic_issues(
                         ("assets", section, index, "bus"),
                         "a bus is given but the scenario has no grid section",
                     )
+    if spec.faults:
+        named = device_ids(spec.assets)
+        for index, fault in enumerate(spec.faults):
+            for loc, message in fault_devices(fault, named)[1]:
+                add(("faults", index, *loc), message)
     return issues
+
+
+def device_ids(assets: schema.AssetsSpec) -> dict[str, list[str]]:
+    """The device ids of ``assets`` per kind (``charger``, ``battery``, ``pv``, ``load``), as
+    the site builder names them and the results columns show them.
+
+    A group of ``count`` devices (chargers: ``count * connectors`` charging points) with an
+    ``id`` is numbered ``id1``, ``id2``, ...; one device keeps its ``id``; devices without one
+    are numbered by kind (``ac``, ``dc``, ``battery``, ``pv``, ``load``) after the ids in use.
+    """
+    # The builder's own naming function: the ids here are those of the built site by
+    # construction (build imports this module, hence the import here).
+    from qubit_sim.scenario.build import _ids
+
+    used = {
+        entry.id
+        for section in ("chargers", "batteries", "pv", "loads")
+        for entry in getattr(assets, section)
+        if entry.id
+    }
+    ids: dict[str, list[str]] = {"charger": [], "battery": [], "pv": [], "load": []}
+    for charger in assets.chargers:
+        prefix = "dc" if charger.kind == "dc" else "ac"
+        ids["charger"] += _ids(prefix, charger.id, charger.count * charger.connectors, used)
+    for battery in assets.batteries:
+        ids["battery"] += _ids("battery", battery.id, 1, used)
+    for plant in assets.pv:
+        ids["pv"] += _ids("pv", plant.id, plant.count, used)
+    for load in assets.loads:
+        ids["load"] += _ids("load", load.id, load.count, used)
+    return ids
+
+
+def _unknown(device_id: str, known: list[str], what: str) -> str:
+    close = difflib.get_close_matches(device_id, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    listed = ", ".join(known[:6]) + (", ..." if len(known) > 6 else "")
+    return f"unknown {what} id {device_id!r}{hint} (the site's {what}s: {listed or 'none'})"
+
+
+def fault_devices(
+    fault: Any, ids: Mapping[str, Sequence[str]]
+) -> tuple[list[tuple[str, int, str]], list[tuple[tuple[Any, ...], str]]]:
+    """The devices a ``faults:`` entry names by id, and what is wrong with the names.
+
+    The loader and the fault planner both check entries with this function; the planner draws
+    the ``{fraction: x}`` form itself.
+
+    Args:
+        fault: One entry of :attr:`~qubit_sim.scenario.schema.Scenario.faults`.
+        ids: Device ids per kind ``charger``, ``battery``, ``pv`` (see :func:`device_ids`).
+
+    Returns:
+        ``(device kind, index in its kind, id)`` of each named device, sorted; and each problem
+        as ``(path inside the entry, message)``, e.g. ``(("devices", 1), "unknown ...")``.
+    """
+    allowed = FAULT_DEVICE_KINDS[fault.kind]
+    single = hasattr(fault, "device")
+    devices = [fault.device] if single else fault.devices
+    if isinstance(devices, schema.DeviceFraction):
+        if not ids["charger"]:
+            return [], [(("devices",), "the site has no chargers to choose from")]
+        return [], []
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    chosen: set[tuple[str, int, str]] = set()
+    for n, device_id in enumerate(devices):
+        where: tuple[Any, ...] = ("device",) if single else ("devices", n)
+        kind = next((k for k in ("charger", "battery", "pv") if device_id in ids[k]), None)
+        if kind is None:
+            known = [d for k in allowed for d in ids[k]]
+            what = "device" if len(allowed) > 1 else _DEVICE_NAMES[allowed[0]]
+            problems.append((where, _unknown(device_id, known, what)))
+        elif kind not in allowed:
+            problems.append(
+                (
+                    where,
+                    f"{fault.kind} on {device_id!r} (a {_DEVICE_NAMES[kind]}) is not possible; "
+                    + _WHY_NOT.get(fault.kind, ""),
+                )
+            )
+        else:
+            chosen.add((kind, list(ids[kind]).index(device_id), device_id))
+    if not devices:
+        problems.append((("devices",), "give at least one device id"))
+    return sorted(chosen), problems

@@ -10,7 +10,14 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from qubit_sim.core.clock import parse_duration
 
@@ -25,6 +32,7 @@ __all__ = [
     "EnergyRateSpec",
     "EvSpec",
     "FaultSpec",
+    "FieldError",
     "GridConnection",
     "GridSpec",
     "LatencySpec",
@@ -54,16 +62,40 @@ def _duration(value: Any) -> int:
     return parse_duration(value)
 
 
+class FieldError(ValueError):
+    """A problem a model validator finds that belongs to one field below the model.
+
+    Pydantic reports a model validator's error at the model; the loader adds :attr:`loc` to it
+    and reports :attr:`message`, so the problem is given at the field's YAML path and line.
+
+    Args:
+        loc: Path of the field relative to the model, e.g. ``("controller", "period")``.
+        message: What is wrong and how to fix it.
+    """
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(f"{'.'.join(str(part) for part in loc)}: {message}")
+        self.loc = loc
+        self.message = message
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
 class Location(_Model):
-    """Site location (WGS84) and its IANA time zone."""
+    """Site location (WGS84) and its IANA time zone.
 
-    lat: float = Field(ge=-90, le=90, description="latitude [deg]")
-    lon: float = Field(ge=-180, le=180, description="longitude [deg]")
-    tz: str = Field(default="UTC", description="IANA time zone of local times (tariffs, arrivals)")
+    All three keys are required once ``location`` is written: a missing zone would silently put
+    tariff windows and EV arrivals in UTC. Without ``location`` the site is in Amsterdam.
+    """
+
+    lat: float = Field(ge=-90, le=90, description="latitude [deg]", examples=[52.37])
+    lon: float = Field(ge=-180, le=180, description="longitude [deg]", examples=[4.9])
+    tz: str = Field(
+        description="the site's IANA time zone, in which tariff windows and EV arrivals are local",
+        examples=["Europe/Amsterdam"],
+    )
 
     @field_validator("tz")
     @classmethod
@@ -272,7 +304,11 @@ class EvSpec(_Model):
 
 
 class EnergyRateSpec(_Model):
-    """A time-of-use rate; ``end`` is an inclusive minute (07:00-22:59)."""
+    """A time-of-use rate; ``end`` is an inclusive minute (07:00-22:59).
+
+    Each field is checked by :class:`qubit_sim.core.tariff.EnergyRate`, the class that prices the
+    run, so a value the run would refuse is reported at its own key.
+    """
 
     name: str
     rate: float = Field(description="price [currency/kWh]")
@@ -280,6 +316,20 @@ class EnergyRateSpec(_Model):
     end_time: str = "23:59"
     weekdays: list[int | str] | None = None
     months: list[int] | None = None
+
+    @field_validator("start_time", "end_time", "weekdays", "months")
+    @classmethod
+    def _accepted_by_the_tariff(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return value
+        # pandas comes with the tariff module (0.2 s): import it only when rates are given.
+        from qubit_sim.core.tariff import EnergyRate
+
+        field = str(info.field_name)
+        keyword = {"start_time": "start", "end_time": "end"}.get(field, field)
+        given: dict[str, Any] = {keyword: tuple(value) if isinstance(value, list) else value}
+        EnergyRate(name=info.data.get("name") or "rate", price_per_kwh=0.0, **given)
+        return value
 
 
 class CarbonSpec(_Model):
@@ -512,11 +562,16 @@ class Scenario(_Model):
 
     @model_validator(mode="after")
     def _cross(self) -> Scenario:
-        if self.controller.period is not None and self.controller.period % self.site.step:
-            raise ValueError(
-                f"controller.period ({self.controller.period} s) must be a multiple of "
-                f"site.step ({self.site.step} s)"
+        period, step = self.controller.period, self.site.step
+        if period is not None and period % step:
+            below, above = period // step * step, (period // step + 1) * step
+            closest = " or ".join(f"{p} s" for p in (below, above) if p > 0)
+            raise FieldError(
+                ("controller", "period"),
+                f"must be a multiple of site.step ({step} s), found {period} s; e.g. {closest}",
             )
         if self.evs is not None and not self.assets.chargers:
-            raise ValueError("evs are given but assets.chargers is empty: EVs need chargers")
+            raise FieldError(
+                ("evs",), "evs are given but assets.chargers is empty: EVs need chargers"
+            )
         return self

@@ -29,6 +29,7 @@ from qubit_sim.protocols.ocpp_common import sim_to_iso
 from qubit_sim.scenario.build import build_site
 from qubit_sim.scenario.faults import FaultedSimulation, plan_faults
 from qubit_sim.scenario.loader import load_scenario_text
+from qubit_sim.scenario.schema import LinkDropSpec
 from qubit_sim.scenario.simulation import Simulation
 from qubit_sim.scenario.wire import WireSimulation
 
@@ -249,15 +250,22 @@ def test_invalid_fault_entries_are_rejected(
 
 
 def test_an_unknown_charger_id_names_the_closest_one(depot_site: Any) -> None:
+    entry = "{kind: link_drop, devices: [depot_ac01], duration: 1h}"
     with pytest.raises(ScenarioError) as info:
-        plan_faults(
-            _with_faults(
-                depot_site, "faults:\n  - {kind: link_drop, devices: [depot_ac01], duration: 1h}\n"
-            )
-        )
+        _loaded(f"faults:\n  - {entry}\n")
     (issue,) = info.value.issues
     assert issue.path == "faults[0].devices[0]"
+    assert issue.line == DEPOT.count("\n") + 2
     assert "depot_ac01" in issue.message and "did you mean 'depot_ac1'" in issue.message
+    # A spec that did not come through the loader is checked again when the faults are planned.
+    fault = LinkDropSpec(kind="link_drop", devices=["depot_ac01"], duration=3600)
+    spec = depot_site.scenario.spec.model_copy(update={"faults": [fault]})
+    scenario = copy.copy(depot_site.scenario)
+    object.__setattr__(scenario, "spec", spec)
+    with pytest.raises(ScenarioError) as planned:
+        plan_faults(dataclasses.replace(depot_site, scenario=scenario))
+    (again,) = planned.value.issues
+    assert (again.path, again.message) == (issue.path, issue.message)
 
 
 @pytest.mark.parametrize(

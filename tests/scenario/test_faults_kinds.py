@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
+from pydantic import TypeAdapter
 
 from qubit_sim.control.base import Observation, SiteInfo
 from qubit_sim.control.builtin import RuleBased
@@ -27,6 +29,7 @@ from qubit_sim.protocols.ocpp_common import sim_to_iso
 from qubit_sim.scenario.build import build_site
 from qubit_sim.scenario.faults import FaultedSimulation, plan_faults
 from qubit_sim.scenario.loader import load_scenario_text
+from qubit_sim.scenario.schema import FaultSpec
 from qubit_sim.scenario.simulation import Simulation
 from qubit_sim.scenario.wire import WireSimulation
 
@@ -334,8 +337,15 @@ def test_a_frozen_meter_holds_its_readings_then_catches_up(runs: dict[str, Any])
 
 
 def _with_faults(site: Any, faults: str) -> Any:
+    """``site`` with these fault entries, past the loader (which refuses bad device ids itself):
+    the planner's own check is what these tests exercise."""
+    entries = yaml.safe_load(faults)["faults"]
+    adapter: TypeAdapter[Any] = TypeAdapter(FaultSpec)
+    spec = site.scenario.spec.model_copy(
+        update={"faults": [adapter.validate_python(entry) for entry in entries]}
+    )
     scenario = copy.copy(site.scenario)
-    object.__setattr__(scenario, "spec", _loaded(faults).spec)
+    object.__setattr__(scenario, "spec", spec)
     return dataclasses.replace(copy.deepcopy(site), scenario=scenario)
 
 

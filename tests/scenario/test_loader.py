@@ -65,7 +65,7 @@ BROKEN = [
     ("naive start", "2025-01-06T00:00:00Z", "2025-01-06T00:00:00", ["site.start", "time zone"]),
     ("bad duration", "duration: 1d", "duration: one day", ["site.duration", "cannot read duration"]),
     ("unknown tz", "  step: 15min", "  step: 15min\n  location: {lat: 1, lon: 2, tz: Mars/Olympus}", ["location.tz", "unknown time zone"]),
-    ("latitude range", "  step: 15min", "  step: 15min\n  location: {lat: 123, lon: 2}", ["location.lat", "less than or equal to 90"]),
+    ("latitude range", "  step: 15min", "  step: 15min\n  location: {lat: 123, lon: 2, tz: UTC}", ["location.lat", "less than or equal to 90"]),
     ("unknown controller", "evs:", "controller: {name: rule_base}\nevs:", ["controller.name", "did you mean 'rule_based'"]),
     ("controller period", "evs:", "controller: {name: uncontrolled, period: 10min}\nevs:", ["controller.period", "multiple of site.step"]),
     ("missing csv", "  population: {behaviour: workplace, vehicles: 3}", "  sessions_csv: nowhere.csv", ["evs.sessions_csv", "file not found"]),
