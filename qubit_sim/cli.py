@@ -393,9 +393,10 @@ def list_(
         import yaml
 
         table = Table(title=escape(f"Scenarios ({scenarios_dir})"), title_justify="left")
-        table.add_column("file")
-        table.add_column("name")
-        table.add_column("description")
+        # Paths and names are what one copies into a command: never cut short.
+        table.add_column("file", no_wrap=True, overflow="fold", min_width=12)
+        table.add_column("name", overflow="fold")
+        table.add_column("description", ratio=1)
         folder = scenarios_dir if scenarios_dir.is_dir() else _project_scenarios()
         for file in sorted(folder.glob("*.yaml")):
             text = file.read_text(encoding="utf-8")
@@ -409,8 +410,8 @@ def list_(
         console.print(table)
     if what in ("templates", "all"):
         table = Table(title="Twin templates", title_justify="left")
-        table.add_column("name")
-        table.add_column("kind")
+        table.add_column("name", no_wrap=True, overflow="fold")
+        table.add_column("kind", no_wrap=True)
         table.add_column("description")
         for template in TemplateCatalogue.default(Path.cwd()):
             table.add_row(
@@ -419,7 +420,7 @@ def list_(
         console.print(table)
     if what in ("controllers", "all"):
         table = Table(title="Controllers", title_justify="left")
-        table.add_column("name")
+        table.add_column("name", no_wrap=True, overflow="fold")
         table.add_column("description")
         for name, description in default_registry().describe().items():
             table.add_row(escape(name), escape(description))

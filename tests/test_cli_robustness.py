@@ -235,3 +235,14 @@ def test_a_misspelt_controller_parameter_names_the_valid_ones(one_day: Path) -> 
     assert "no parameter 'threshold' (did you mean 'threshold_kw'?)" in result.output
     assert "its parameters: threshold_kw=None, recharge_below_kw=None" in result.output
     assert "unexpected keyword argument" not in result.output
+
+
+def test_list_never_cuts_a_scenario_path_short() -> None:
+    from typer.testing import CliRunner
+
+    from qubit_sim.cli import app
+
+    result = CliRunner().invoke(app, ["list", "scenarios"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    for name in ("depot_overnight", "residential_feeder", "workplace_pv_battery"):
+        assert f"scenarios/{name}.yaml" in result.output

@@ -199,9 +199,14 @@ class Envelope:
                 self.device_id,
                 command,
                 action,
-                requested,
-                sent,
+                _kw(requested),
+                _kw(sent),
                 reason,
             )
         self._last_logged = (action, reason)
         return decision
+
+
+def _kw(value: float | None) -> str:
+    """A power for a log line: to the watt, as devices take it (``none`` for no value)."""
+    return "none" if value is None else f"{value:.3f}"

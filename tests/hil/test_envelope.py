@@ -131,3 +131,11 @@ def test_a_chargers_no_cap_becomes_its_maximum() -> None:
     envelope = Envelope("cp", Limits(max_charge_kw=7), "charger")
     decision = envelope.check_power(None)
     assert decision.sent_kw == 7.0 and decision.action == "passed"
+
+
+def test_the_warning_gives_powers_to_the_watt(caplog: pytest.LogCaptureFixture) -> None:
+    envelope = Envelope("bat", Limits(max_charge_kw=0.0236772139978, max_discharge_kw=5.0))
+    with caplog.at_level("WARNING", logger="qubit_sim.hil.envelope"):
+        envelope.check_power(3.14159265358979)
+    (record,) = caplog.records
+    assert "requested 3.142 kW, sent 0.024 kW" in record.getMessage()
