@@ -68,7 +68,8 @@ from qubit_sim.control.base import Setpoints
 from qubit_sim.core.rng import RngTree
 from qubit_sim.errors import ConfigIssue, ScenarioError
 from qubit_sim.scenario.build import SiteModel
-from qubit_sim.scenario.loader import FAULT_DEVICE_KINDS, fault_devices, format_path
+from qubit_sim.scenario.fault_targets import FAULT_DEVICE_KINDS, fault_devices
+from qubit_sim.scenario.loader import format_path
 from qubit_sim.scenario.schema import DeviceFraction
 from qubit_sim.scenario.simulation import Simulation
 from qubit_sim.twins.links import SetpointChanges, SetpointRouter

@@ -19,8 +19,9 @@ from pydantic import TypeAdapter
 
 from qubit_sim.errors import ConfigIssue, ScenarioError
 from qubit_sim.scenario.build import build_site
+from qubit_sim.scenario.fault_targets import device_ids
 from qubit_sim.scenario.faults import plan_faults
-from qubit_sim.scenario.loader import LoadedScenario, device_ids, load_scenario, load_scenario_text
+from qubit_sim.scenario.loader import LoadedScenario, load_scenario, load_scenario_text
 from qubit_sim.scenario.schema import DeviceFaultSpec, FaultSpec
 
 ROOT = Path(__file__).resolve().parents[2]
