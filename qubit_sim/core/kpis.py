@@ -109,8 +109,19 @@ def compute_kpis(
         "ev_charger_energy_kwh": float(df["ev_p_kw"].to_numpy().sum() * hours),
         "pv_energy_kwh": pv_generated + 0.0,
         "pv_available_kwh": float(df["pv_available_kw"].to_numpy().sum() * hours),
+        # Per step, export counts as PV only up to what the PV produced (the rest came from a
+        # discharging battery), as settlement's PV certificates count it.
         "pv_self_consumption_ratio": (
-            float(np.clip(1.0 - grid_export_kwh / pv_generated, 0.0, 1.0))
+            float(
+                np.clip(
+                    1.0
+                    - float(np.minimum(exp, np.clip(-df["pv_kw"].to_numpy(), 0.0, None)).sum())
+                    * hours
+                    / pv_generated,
+                    0.0,
+                    1.0,
+                )
+            )
             if pv_generated > 1e-9
             else None
         ),
