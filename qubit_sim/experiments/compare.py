@@ -235,7 +235,8 @@ OWED_AT_END_KWH = 1.0
 
 
 def comparison_notes(runs: pd.DataFrame) -> list[str]:
-    """Caveats for reading a comparison of ``runs`` (one row per run, with its KPIs).
+    """Caveats for reading a comparison of ``runs`` (one row per run, with its KPIs), per scenario
+    and controller.
 
     Energy owed to EVs still plugged in when a run ends (``ev_energy_unmet_at_end_kwh``) costs a
     controller only the scenario's unmet-energy penalty, while the demand charge of the billing
@@ -245,13 +246,17 @@ def comparison_notes(runs: pd.DataFrame) -> list[str]:
     column = "ev_energy_unmet_at_end_kwh"
     if column not in runs or not len(runs):
         return []
-    owed = runs.groupby("controller")[column].mean().dropna()
+    by = ["scenario", "controller"] if "scenario" in runs else ["controller"]
+    owed = runs.groupby(by)[column].mean().dropna()
     owed = owed[owed > OWED_AT_END_KWH]
     if owed.empty:
         return []
-    listed = ", ".join(f"{name} {kwh:,.1f} kWh" for name, kwh in owed.sort_values().items())
+    listed = ", ".join(
+        f"{'/'.join(key) if isinstance(key, tuple) else key} {kwh:,.1f} kWh"
+        for key, kwh in owed.sort_values().items()
+    )
     return [
-        "Runs ended with EVs still plugged in and owed energy (mean per run: "
+        "Runs ended with EVs still plugged in and owed energy (mean per run, scenario/controller: "
         f"{listed}). That energy costs only the scenario's unmet-energy penalty "
         "(tariff.unmet_energy_penalty_per_kwh) while demand charges count in full, so a "
         "controller can look cheaper by deferring charging past the end: compare over whole "

@@ -40,13 +40,17 @@ def test_energy_owed_at_the_end_is_measured(tmp_path: Path) -> None:
 def test_notes_name_the_controllers_that_left_energy_owed() -> None:
     runs = pd.DataFrame(
         {
-            "controller": ["uncontrolled", "uncontrolled", "offline_optimal", "offline_optimal"],
-            "ev_energy_unmet_at_end_kwh": [0.0, 0.5, 60.0, 40.0],
+            "scenario": ["depot"] * 4 + ["workplace"] * 2,
+            "controller": ["uncontrolled", "uncontrolled", "offline_optimal", "offline_optimal"]
+            + ["offline_optimal"] * 2,
+            "ev_energy_unmet_at_end_kwh": [0.0, 0.5, 60.0, 40.0, 0.0, 0.0],
         }
     )
     notes = comparison_notes(runs)
     assert len(notes) == 1
-    assert "offline_optimal 50.0 kWh" in notes[0] and "uncontrolled" not in notes[0]
+    # Per scenario: the depot's 50 kWh is not diluted by the workplace's zeros.
+    assert "depot/offline_optimal 50.0 kWh" in notes[0]
+    assert "uncontrolled" not in notes[0] and "workplace" not in notes[0]
     assert "unmet_energy_penalty_per_kwh" in notes[0]
     runs["ev_energy_unmet_at_end_kwh"] = 0.0
     assert comparison_notes(runs) == []
