@@ -554,7 +554,9 @@ def verify(
     fingerprint and ledger head published in manifest.json, and the unsigned settlement files
     against their digests there.
     """
-    from qubit_sim.stack.settle.run import verify_results
+    from rich.markup import escape
+
+    from qubit_sim.stack.settle.run import UNSETTLED, verify_results
 
     console = _console()
     if not results.is_dir():
@@ -570,6 +572,14 @@ def verify(
         return
     first = report.first
     assert first is not None
+    if first.kind == UNSETTLED:
+        console.print(
+            f"[bold yellow]not settled:[/] {escape(str(results))} has no settlement to verify; "
+            f"run `qubit-sim settle {escape(str(results))}` first",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(EXIT_FAILED)
     where = f" ({first.file}" + (f" line {first.line})" if first.line else ")")
     console.print(f"[bold red]TAMPERED:[/] {first}{where}", highlight=False, soft_wrap=True)
     more = len(report.findings) - 1

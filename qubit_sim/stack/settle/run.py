@@ -65,6 +65,7 @@ __all__ = [
     "SETTLEMENT_DIR",
     "SUMMARY_FILE",
     "SettlementReport",
+    "UNSETTLED",
     "settle_results",
     "verify_results",
 ]
@@ -75,6 +76,9 @@ BILL_LINES_CSV = "bill_lines.csv"
 CARBON_FILE = "carbon.json"
 RECONCILIATION_FILE = "reconciliation.json"
 SUMMARY_FILE = "summary.md"
+#: :class:`~.verify.Finding` kind of a results folder that was never settled: nothing to verify,
+#: which is not tampering.
+UNSETTLED = "unsettled"
 _UNSIGNED_FILES = (
     BILL_LINES_PARQUET,
     BILL_LINES_CSV,
@@ -337,7 +341,8 @@ def verify_results(results_dir: str | os.PathLike[str]) -> VerifyReport:
     section = manifest.get("settlement") if isinstance(manifest, dict) else None
     if not isinstance(section, dict) or "public_key_fingerprint" not in section:
         problem = "has no settlement section; run `qubit-sim settle` on this folder first"
-        return VerifyReport(False, (Finding("file", "manifest.json", problem, "manifest.json"),))
+        finding = Finding(UNSETTLED, "manifest.json", problem, "manifest.json")
+        return VerifyReport(False, (finding,))
     folder = results / str(section.get("folder", SETTLEMENT_DIR))
     report = verify_settlement(
         folder,

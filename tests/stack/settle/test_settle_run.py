@@ -25,7 +25,7 @@ from qubit_sim.stack.settle.bills import bill_lines, bill_totals
 from qubit_sim.stack.settle.context import SiteContext
 from qubit_sim.stack.settle.inputs import KEY_DIR_ENV, default_key_dir
 from qubit_sim.stack.settle.metering import pv_hourly_metered
-from qubit_sim.stack.settle.run import SettlementReport, settle_results, verify_results
+from qubit_sim.stack.settle.run import UNSETTLED, SettlementReport, settle_results, verify_results
 
 ROOT = Path(__file__).resolve().parents[3]
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))
@@ -466,9 +466,20 @@ def test_runs_can_skip_settlement(tmp_path: Path) -> None:
     )
     result = qubit_sim.run(loaded, out=tmp_path, until_s=3600, plots=False, settle=False)
     assert "settlement" not in result.manifest and not (tmp_path / "settlement").exists()
-    assert verify_results(tmp_path).first_failure == (
-        "file manifest.json has no settlement section; run `qubit-sim settle` on this folder first"
+    report = verify_results(tmp_path)
+    assert not report.ok and report.first is not None and report.first.kind == UNSETTLED
+    assert report.first_failure == (
+        "unsettled manifest.json has no settlement section; run `qubit-sim settle` on this folder "
+        "first"
     )
+    # The command says so, without calling it tampering.
+    from typer.testing import CliRunner
+
+    from qubit_sim.cli import app
+
+    out = CliRunner().invoke(app, ["verify", str(tmp_path)], env={"COLUMNS": "200"})
+    assert out.exit_code == 1
+    assert "not settled:" in out.output and "TAMPERED" not in out.output
 
 
 # -------------------------------------------------------------------------- invariants
