@@ -642,7 +642,7 @@ def backtest(
     from rich.markup import escape
     from rich.table import Table
 
-    from qubit_sim.core.clock import parse_duration
+    from qubit_sim.core.clock import format_duration, parse_duration
     from qubit_sim.errors import QubitSimError
     from qubit_sim.stack.predict import backtest_scenario_frame
 
@@ -672,6 +672,16 @@ def backtest(
             horizon_slots=max(1, horizon_s // 900),
         )
     except QubitSimError as exc:
+        if "no issue time fits" in str(exc):
+            # Said in the command's own terms: which options to lower or lengthen.
+            span = format_duration(int(len(df) * loaded.spec.site.step))
+            _fail_scenario(
+                ValueError(
+                    f"the run spans {span}, too short for --warmup {warmup} plus --horizon "
+                    f"{horizon}: lower them (e.g. --warmup 1d --horizon 12h) or backtest a "
+                    "longer run (--until)"
+                )
+            )
         _fail_scenario(exc)
     table = Table(title=f"Forecast backtest — {escape(loaded.name)}", title_justify="left")
     for column in ("forecaster", "forecasts", "MAE [kW]", "RMSE [kW]", "cover 80 %", "cover 95 %"):

@@ -72,3 +72,16 @@ def test_backtest_removes_its_run_folder_when_the_run_fails(
     folders = _backtest_folders(made)
     assert len(folders) == 1 and not folders[0].exists()
     assert list(root.iterdir()) == []
+
+
+def test_a_run_too_short_for_the_backtest_names_the_options() -> None:
+    from typer.testing import CliRunner
+
+    from qubit_sim.cli import app
+
+    scenario = Path(__file__).resolve().parents[1] / "scenarios" / "workplace_pv_battery.yaml"
+    result = CliRunner().invoke(
+        app, ["backtest", str(scenario), "--until", "1d"], env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 2, result.output
+    assert "--warmup 2d plus --horizon 24h" in result.output and "--until" in result.output
