@@ -40,7 +40,7 @@ CARD_KPIS = (
     ("total_cost", "Total cost", "{currency}"),
     ("energy_cost", "Energy cost", "{currency}"),
     ("demand_charge", "Demand charge", "{currency}"),
-    ("peak_import_kw", "Peak import", "kW"),
+    ("peak_import_kw", "Peak import (one step; demand is billed on 15-min means)", "kW"),
     ("grid_import_kwh", "Grid import", "kWh"),
     ("ev_energy_unmet_kwh", "EV energy unmet", "kWh"),
     ("battery_throughput_kwh", "Battery throughput", "kWh"),
