@@ -127,6 +127,17 @@ class TrainConfig:
         issues += _unknown_env_kwargs(self.env_kwargs)
         if self.algo in ALGOS:
             issues += _unknown_hyperparameters(self.algo, self.hyperparameters)
+            hyper = {**DEFAULT_HYPERPARAMETERS[self.algo], **self.hyperparameters}
+            starts = hyper.get("learning_starts")
+            if isinstance(starts, int) and 0 < self.timesteps <= starts:
+                issues.append(
+                    ConfigIssue(
+                        "timesteps",
+                        f"{self.timesteps} is not more than {self.algo}'s learning_starts "
+                        f"({starts}): no training step would run; raise --timesteps or lower "
+                        "learning_starts (--hyperparameters)",
+                    )
+                )
         if issues:
             raise ScenarioError(issues)
 
@@ -400,6 +411,8 @@ def train(config: TrainConfig, *, progress: bool = False, evaluate: bool = True)
         "kind": ENV_KINDS[config.env],
         "algo": config.algo,
         "timesteps": config.timesteps,
+        # PPO collects whole rollouts of n_steps, so it may play past `timesteps`.
+        "timesteps_trained": int(model.num_timesteps),
         "seed": config.seed,
         "env_kwargs": env_kwargs,
         "episode_length_s": int(horizon.episode_s),

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from qubit_sim.errors import ScenarioError
 from qubit_sim.rl.train import DEFAULT_HYPERPARAMETERS, TrainConfig, make_env, train
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,6 +65,8 @@ def test_tiny_training_writes_the_model_folder(tiny_runs: dict[str, Path]) -> No
     card = json.loads((folder / "card.json").read_text())
     assert card["env"] == "SiteDispatch" and card["algo"] == "PPO" and card["seed"] == 3
     assert card["hyperparameters"]["n_steps"] == 128
+    # PPO plays whole rollouts: 256 asked is 2 rollouts of 128 (the curve ends there too).
+    assert card["timesteps_trained"] == 256 and card["training_curve"][-1][0] <= 256
     assert card["reward_weights"]["demand_charge_per_kw"] == 8.0
     # The command passes the tiny hyperparameters; the whole config is there too.
     words = shlex.split(card["command"])
@@ -290,3 +293,11 @@ def test_cli_train_passes_env_kwargs(tmp_path: Path) -> None:
     config = TrainConfig.from_dict(card["config"])
     assert config.env_kwargs == env_kwargs and config.hyperparameters == hyperparameters
     assert config.command() == card["command"]
+
+
+@pytest.mark.parametrize("algo", ["SAC", "TD3"])
+def test_too_few_timesteps_for_an_off_policy_learner_are_refused(algo: str) -> None:
+    config = TrainConfig(scenario=str(SMALL_SITE), algo=algo, timesteps=300)
+    with pytest.raises(ScenarioError, match=r"learning_starts \(500\): no training step"):
+        config.check()
+    replace(config, hyperparameters={"learning_starts": 100}).check()  # now it trains
