@@ -98,14 +98,23 @@ def write_profile_plot(
     for ax, (controller, frame) in zip(axes[0], profiles.items(), strict=False):
         hours = frame["t_s"].to_numpy(float) / 3600.0
         power = frame["site_p_kw"].to_numpy(float)
-        ax.plot(hours, power, color="black", linewidth=0.8)
-        ax.fill_between(hours, 0.0, power, where=power < 0, color="tab:green", alpha=0.3)
+        ax.plot(hours, power, color="black", linewidth=0.8, label="net site power")
+        ax.fill_between(
+            hours, 0.0, power, where=power < 0, color="tab:green", alpha=0.3, label="export"
+        )
         if import_limit_kw is not None:
-            ax.axhline(import_limit_kw, color="tab:red", linestyle="--", linewidth=0.8)
+            ax.axhline(
+                import_limit_kw,
+                color="tab:red",
+                linestyle="--",
+                linewidth=0.8,
+                label="import limit",
+            )
         ax.set_title(controller, fontsize=9)
-        ax.set_xlabel("time [h]")
+        ax.set_xlabel("time since the run start [h]")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("net site power [kW] (+ import)")
+    axes[0][0].legend(fontsize=7, loc="best")
     fig.suptitle(f"{scenario}: site power per controller, seed {seed}", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
