@@ -22,7 +22,12 @@ from qubit_sim.errors import SimulationError
 from qubit_sim.rl.actions import ActionController, action_size
 from qubit_sim.rl.features import ObservationLayout
 from qubit_sim.rl.horizon import Horizon
-from qubit_sim.rl.reward import DemandTracker, RewardWeights
+from qubit_sim.rl.reward import (
+    DemandTracker,
+    RewardWeights,
+    battery_value_per_kwh,
+    degradation_cost_per_kwh,
+)
 
 __all__ = ["ChargerFleetEnv", "SiteDispatchEnv", "SiteEnv"]
 
@@ -113,6 +118,10 @@ class SiteEnv(gym.Env[np.ndarray, np.ndarray]):
         self._episode_steps = horizon.episode_steps
         self._done = True
         self._projection_keys = _ProjectionKeys()
+        self._degradation = degradation_cost_per_kwh(horizon.loaded)
+        bank = horizon.site.batteries
+        self._capacity_one = float(bank.capacity_kwh[0]) if bank.n == 1 else 0.0
+        self._degradation_one = float(self._degradation[0]) if bank.n == 1 else 0.0
         self._feature_scales: dict[str, float] | None = None
 
     # ------------------------------------------------------------------ info
@@ -209,6 +218,12 @@ class SiteEnv(gym.Env[np.ndarray, np.ndarray]):
         self._leave_session = plan.session_index[leaving][order].tolist()
         self._leave_next = 0
         self._needed = np.asarray(plan.sessions.e_needed_kwh, dtype=float)
+        # The battery's wear and stored energy, charged per period against objective_cost's
+        # terminal value of a stored kWh (see reward.py).
+        bank = sim.bank
+        self._battery_value = battery_value_per_kwh(site.price_per_kwh, bank)
+        self._stored_kwh = bank.stored_kwh() if bank.n else 0.0
+        self._wear = 0.0
         index = sim.recorder.index
         self._cols = tuple(
             index[name]
@@ -287,12 +302,26 @@ class SiteEnv(gym.Env[np.ndarray, np.ndarray]):
             unmet_kwh += self._unmet_plugged()
             self._done = True
         co2_kg = carbon_g * dt_h / 1000.0
+        bank = sim.bank
+        battery_cost = 0.0
+        if bank.n:
+            if bank.n == 1:  # the common single battery, on floats (the same values)
+                stored = bank.soc.item() * self._capacity_one
+                wear = self._degradation_one * (
+                    bank.e_charged_kwh.item() + bank.e_discharged_kwh.item()
+                )
+            else:
+                stored = bank.stored_kwh()
+                wear = float(self._degradation @ (bank.e_charged_kwh + bank.e_discharged_kwh))
+            battery_cost = (wear - self._wear) + self._battery_value * (self._stored_kwh - stored)
+            self._stored_kwh, self._wear = stored, wear
         costs = (
             energy * dt_h,
             peak_rise * weights.demand_charge_per_kw,
             co2_kg * weights.carbon_price_per_kg,
             unmet_kwh * weights.unmet_penalty_per_kwh,
             grid_cost * dt_h,
+            battery_cost,
         )
         reward = -weights.reward_scale * sum(costs)
         # One literal in REWARD_TERMS order, then the physical quantities.
@@ -302,6 +331,7 @@ class SiteEnv(gym.Env[np.ndarray, np.ndarray]):
             "cost_carbon": costs[2],
             "cost_unmet": costs[3],
             "cost_grid": costs[4],
+            "cost_battery": costs[5],
             "t_s": k1 * self._dt,
             "import_kwh": import_kwh * dt_h,
             "export_kwh": export_kwh * dt_h,
@@ -485,10 +515,12 @@ class SiteDispatchEnv(SiteEnv):
     Minus the cost of the period (see :mod:`qubit_sim.rl.reward`): energy cost net of export
     credit, demand-charge increment (billing-period peak increase x demand charge), carbon price x
     emissions, unmet-energy penalty for EVs leaving (and, at the episode end, for those still
-    plugged), and voltage/overload penalties when a feeder is simulated; each term is in ``info``
-    (``cost_energy``, ``cost_demand``, ``cost_carbon``, ``cost_unmet``, ``cost_grid``), and
-    ``reward == -reward_scale * sum`` of them. Prices come from the scenario's ``tariff``; the
-    other weights from the tariff or the arguments below.
+    plugged), voltage/overload penalties when a feeder is simulated, and the battery's wear plus
+    the stored energy it gave up, valued as ``objective_cost`` values it (so emptying the battery
+    earns nothing); each term is in ``info`` (``cost_energy``, ``cost_demand``, ``cost_carbon``,
+    ``cost_unmet``, ``cost_grid``, ``cost_battery``), and ``reward == -reward_scale * sum`` of
+    them. Prices come from the scenario's ``tariff``; the other weights from the tariff or the
+    arguments below.
 
     ## Starting State
 

@@ -8,7 +8,15 @@ Per control period (money in the scenario currency)::
     cost_unmet  = unmet EV energy of the EVs that left [kWh] * unmet_penalty_per_kwh
     cost_grid   = sum(voltage_violation_pu * voltage_penalty_per_pu_h
                       + overload_pct * overload_penalty_per_pct_h) * dt_h
-    reward      = -reward_scale * (cost_energy + cost_demand + cost_carbon + cost_unmet + cost_grid)
+    cost_battery = degradation cost of the period's battery throughput
+                   + battery_value_per_kwh * (stored energy at its start - at its end)
+    reward      = -reward_scale * (cost_energy + cost_demand + cost_carbon + cost_unmet + cost_grid
+                                   + cost_battery)
+
+``battery_value_per_kwh`` is ``objective_cost``'s terminal value of a stored kWh: the episode's
+mean import price times the capacity-weighted discharge efficiency. Summed over an episode,
+``cost_battery`` is ``objective_cost``'s battery terms (degradation, minus the change of stored
+energy at that value), so a policy cannot earn reward by emptying the battery it was handed.
 
 The demand peak is the tariff's: the highest mean import over a demand window (15 min by default)
 aligned to the local clock, per billing period; an episode starts with no peak recorded. A
@@ -24,9 +32,23 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["REWARD_TERMS", "BatchDemandTracker", "DemandTracker", "RewardWeights"]
+__all__ = [
+    "REWARD_TERMS",
+    "BatchDemandTracker",
+    "DemandTracker",
+    "RewardWeights",
+    "battery_value_per_kwh",
+    "degradation_cost_per_kwh",
+]
 
-REWARD_TERMS = ("cost_energy", "cost_demand", "cost_carbon", "cost_unmet", "cost_grid")
+REWARD_TERMS = (
+    "cost_energy",
+    "cost_demand",
+    "cost_carbon",
+    "cost_unmet",
+    "cost_grid",
+    "cost_battery",
+)
 
 
 @dataclass(frozen=True)
@@ -190,3 +212,20 @@ class BatchDemandTracker:
         self._sum = np.where(closes, 0.0, self._sum)
         self._count = np.where(closes, 0.0, self._count)
         return increase
+
+
+def degradation_cost_per_kwh(loaded: Any) -> np.ndarray:
+    """Each battery's throughput cost [currency/kWh], from the scenario (bank order)."""
+    return np.array(
+        [float(spec.degradation_cost_per_kwh) for spec in loaded.spec.assets.batteries],
+        dtype=float,
+    )
+
+
+def battery_value_per_kwh(prices: np.ndarray, bank: Any) -> float:
+    """``objective_cost``'s value of a stored kWh over an episode with import ``prices``: their
+    mean times the capacity-weighted discharge efficiency [currency/kWh] (0 without a battery)."""
+    if not bank.n or not len(prices):
+        return 0.0
+    eta = float((bank.capacity_kwh / bank.capacity_kwh.sum()) @ bank.eta_discharge)
+    return float(np.asarray(prices, dtype=float).mean()) * eta

@@ -43,7 +43,13 @@ from qubit_sim.rl.actions import (
 )
 from qubit_sim.rl.features import ObservationLayout
 from qubit_sim.rl.horizon import Horizon
-from qubit_sim.rl.reward import REWARD_TERMS, BatchDemandTracker, RewardWeights
+from qubit_sim.rl.reward import (
+    REWARD_TERMS,
+    BatchDemandTracker,
+    RewardWeights,
+    battery_value_per_kwh,
+    degradation_cost_per_kwh,
+)
 from qubit_sim.twins.quantize import BatteryWire, charger_limits_kw
 
 __all__ = ["ChargerFleetVectorEnv", "SiteDispatchVectorEnv", "SiteVectorEnv"]
@@ -152,6 +158,7 @@ class SiteVectorEnv(VectorEnv):
         self._eff = fleet.efficiency.copy()
         self._rated_eff = self._rated * self._eff
         self._bank = bank
+        self._degradation = degradation_cost_per_kwh(horizon.loaded)
         self._battery_wire = BatteryWire(bank.p_charge_max_kw, bank.p_discharge_max_kw)
         self._charge_total = float(bank.p_charge_max_kw.sum())
         self._discharge_total = float(bank.p_discharge_max_kw.sum())
@@ -240,6 +247,15 @@ class SiteVectorEnv(VectorEnv):
         self.e_session_kwh = np.zeros((n, c))
         self.need_at_plug_kwh = np.zeros((n, c))
         self.battery_soc = np.broadcast_to(horizon.battery_soc_initial, (n, b)).copy()
+        # Battery wear and stored energy per site, charged per period (see reward.py).
+        prices = horizon.site.price_per_kwh
+        steps = horizon.episode_steps
+        self._battery_value = np.array(
+            [battery_value_per_kwh(prices[f : f + steps], self._bank) for f in self._first]
+        )
+        self._e_through_kwh = np.zeros((n, b))
+        self._wear = np.zeros(n)
+        self._stored_kwh = (self.battery_soc * self._bank.capacity_kwh).sum(axis=-1)
         self._charger_kw = np.full((n, c), np.nan)
         self._battery_kw = np.zeros((n, b))
         self._site_prev_kw = np.zeros(n)
@@ -359,6 +375,7 @@ class SiteVectorEnv(VectorEnv):
                 bank.self_discharge_per_h,
             )
             self.battery_soc = battery.soc
+            self._e_through_kwh += np.abs(battery.p_kw * (self._dt / 3600.0))
             battery_total = battery.p_kw.sum(axis=-1)
         else:
             battery_total = np.zeros(self.num_envs)
@@ -412,14 +429,23 @@ class SiteVectorEnv(VectorEnv):
         weights = self.weights
         dt_h = self._dt_h
         co2_kg = carbon_g * dt_h / 1000.0
+        battery_cost = np.zeros(n)
+        if self._bank.n:
+            stored = (self.battery_soc * self._bank.capacity_kwh).sum(axis=-1)
+            wear = self._e_through_kwh @ self._degradation
+            battery_cost = (wear - self._wear) + self._battery_value * (self._stored_kwh - stored)
+            self._stored_kwh, self._wear = stored, wear
         costs = (
             energy * dt_h,
             peak_rise * weights.demand_charge_per_kw,
             co2_kg * weights.carbon_price_per_kg,
             unmet * weights.unmet_penalty_per_kwh,
             np.zeros(n),
+            battery_cost,
         )
-        reward = -weights.reward_scale * (costs[0] + costs[1] + costs[2] + costs[3] + costs[4])
+        reward = -weights.reward_scale * (
+            costs[0] + costs[1] + costs[2] + costs[3] + costs[4] + costs[5]
+        )
         out: dict[str, Any] = dict(zip(REWARD_TERMS, costs, strict=True))
         out.update(
             t_s=np.full(n, self._k * self._dt, dtype=np.int64),

@@ -194,6 +194,12 @@ def test_reward_terms_sum_to_the_reward_and_to_the_episode_kpis(
     assert totals["unmet_kwh"] == pytest.approx(kpis["ev_energy_unmet_kwh"] - rejected, abs=1e-9)
     assert totals["cost_unmet"] == pytest.approx(totals["unmet_kwh"] * 1.0)
     assert totals["cost_grid"] == 0.0
+    # The battery's wear and the change of its stored energy, valued as objective_cost values them.
+    battery = kpis["battery_degradation_cost"] - (
+        kpis["battery_energy_change_kwh"] * kpis["battery_terminal_value_per_kwh"]
+    )
+    assert kpis["battery_throughput_kwh"] > 0
+    assert totals["cost_battery"] == pytest.approx(battery, rel=1e-9, abs=1e-9)
 
 
 def test_episode_costs_wrapper_totals_the_episode(small_horizon: Horizon) -> None:
