@@ -98,16 +98,16 @@ class L2Forecast:
     def __init__(self, site: StackSite, info: SiteInfo, load_method: str = "regression") -> None:
         try:
             from qubit_sim.stack.predict import (
-                InsufficientHistoryError,
                 LoadForecaster,
                 PvForecaster,
+                predict_spans,
             )
         except ImportError as exc:  # pragma: no cover - depends on the installed package
             raise ControllerError(
                 f"forecast='l2' is not available ({exc}); use forecast='oracle'"
             ) from None
         self.site = site
-        self._insufficient = InsufficientHistoryError
+        self._predict_spans = predict_spans
         self._load = LoadForecaster(load_method, tz=info.tz)  # type: ignore[arg-type]
         scenario = info.params["scenario"]
         location = scenario.spec.site.location
@@ -132,8 +132,6 @@ class L2Forecast:
                 f"{len(info.pv_ids)}"
             )
         self._start = pd.Timestamp(site.times_utc[0])
-        # Where the controller's slots start within the forecasters' epoch-grid slots [s].
-        self._offset_s = int(self._start.value // 1_000_000_000) % site.slot_s
 
     def _time(self, t_s: int) -> pd.Timestamp:
         return self._start + pd.Timedelta(seconds=int(t_s))
@@ -147,17 +145,7 @@ class L2Forecast:
 
     def _predict(self, forecaster: Any, now: pd.Timestamp, n: int, held: float) -> np.ndarray:
         """Slot means of the ``n`` controller slots from ``now`` (a controller slot start)."""
-        slot_s, offset = self.site.slot_s, self._offset_s
-        try:
-            # The grid slot containing `now` starts `offset` earlier: one more reaches the end.
-            grid = forecaster.predict(now, n + 1 if offset else n, slot_s).mean
-        except self._insufficient:
-            return np.full(n, held)
-        grid = np.asarray(grid, dtype=float)
-        grid = np.where(np.isfinite(grid), grid, held)
-        if not offset:
-            return grid
-        return (grid[:-1] * (slot_s - offset) + grid[1:] * offset) / slot_s
+        return self._predict_spans(forecaster, now, n, self.site.slot_s, held)
 
     def exogenous(self, obs: Observation, first_slot: int, n_slots: int) -> Exogenous:
         published = self.site.series.window(first_slot, n_slots)

@@ -31,9 +31,9 @@ class L2Lookahead:
     def __init__(self, horizon: Any, times: Any) -> None:
         try:
             from qubit_sim.stack.predict import (
-                InsufficientHistoryError,
                 LoadForecaster,
                 PvForecaster,
+                predict_spans,
             )
         except ImportError as exc:  # pragma: no cover - depends on the installed package
             raise ScenarioError(
@@ -41,7 +41,7 @@ class L2Lookahead:
             ) from None
         self.horizon = horizon
         self.times = times
-        self.insufficient = InsufficientHistoryError
+        self.predict_spans = predict_spans
         spec = horizon.loaded.spec
         self.load = LoadForecaster("regression", tz=spec.site.location.tz)
         self.load.observe(times[:-1], horizon.load_total_kw)
@@ -70,18 +70,7 @@ class L2Lookahead:
 
     def _predict(self, forecaster: Any, now: Any, held: float) -> np.ndarray:
         h = self.horizon.lookahead_h
-        n = h * self.slots_per_bucket
-        slot_s = self.slot_s
-        # How far into its grid slot `now` lies [s]: one more slot then reaches the last bucket.
-        offset = int(now.value // 1_000_000_000) % slot_s
-        try:
-            mean = forecaster.predict(now, n + 1 if offset else n, slot_s).mean
-        except self.insufficient:
-            return np.full(h, held)
-        mean = np.asarray(mean, dtype=float)
-        mean = np.where(np.isfinite(mean), mean, held)
-        if offset:
-            mean = (mean[:-1] * (slot_s - offset) + mean[1:] * offset) / slot_s
+        mean = self.predict_spans(forecaster, now, h * self.slots_per_bucket, self.slot_s, held)
         return mean.reshape(h, self.slots_per_bucket).mean(axis=1)
 
     def fill(self, steps: np.ndarray) -> None:

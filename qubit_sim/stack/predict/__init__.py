@@ -22,6 +22,7 @@ from qubit_sim.stack.predict.base import (
     ObservationStore,
     SlotHistory,
     aggregate_slots,
+    predict_spans,
     slot_times,
 )
 from qubit_sim.stack.predict.conformal import ConformalCalibrator, conformal_bounds
@@ -49,6 +50,7 @@ __all__ = [
     "SeriesForecaster",
     "SlotHistory",
     "aggregate_slots",
+    "predict_spans",
     "backtest",
     "backtest_scenario_frame",
     "clear_sky_ac_kw",

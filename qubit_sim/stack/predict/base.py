@@ -37,7 +37,7 @@ from typing import Any, Protocol, TypeAlias, runtime_checkable
 import numpy as np
 import pandas as pd
 
-from qubit_sim.stack.predict.errors import PredictionError
+from qubit_sim.stack.predict.errors import InsufficientHistoryError, PredictionError
 
 __all__ = [
     "COVERAGES",
@@ -51,6 +51,7 @@ __all__ = [
     "aggregate_slots",
     "check_slots",
     "instant_ns",
+    "predict_spans",
     "slot_times",
     "to_utc_ns",
 ]
@@ -331,3 +332,26 @@ class ObservationStore:
         return SlotHistory(
             slot_s, first_slot, aggregate_slots(times, values, slot_s, first_slot, end_slot, how)
         )
+
+
+def predict_spans(
+    forecaster: Forecaster, now_utc: pd.Timestamp, n: int, slot_s: int, held: float
+) -> np.ndarray:
+    """Mean forecasts of the ``n`` spans of ``slot_s`` seconds from ``now_utc``.
+
+    A forecaster forecasts slots of the epoch grid from the one containing ``now_utc``. When
+    ``now_utc`` lies inside a grid slot, each span is the overlap-weighted mean of the two grid
+    slots it covers (one more slot is forecast to reach the last span). Non-finite values, and a
+    forecaster without the history to forecast from yet, give ``held`` (persistence).
+    """
+    # How far into its grid slot `now_utc` lies [s].
+    offset = int(now_utc.value // _NS) % slot_s
+    try:
+        mean = forecaster.predict(now_utc, n + 1 if offset else n, slot_s).mean
+    except InsufficientHistoryError:
+        return np.full(n, held)
+    mean = np.asarray(mean, dtype=float)
+    mean = np.where(np.isfinite(mean), mean, held)
+    if offset:
+        mean = (mean[:-1] * (slot_s - offset) + mean[1:] * offset) / slot_s
+    return mean
