@@ -45,6 +45,7 @@ EXPECTED = {
     "backtest_scenario_frame",
     "clear_sky_ac_kw",
     "conformal_bounds",
+    "predict_spans",
     "slot_times",
 }
 
@@ -170,3 +171,28 @@ def test_conformal_bounds_cover_their_calibration_set_and_nest(residuals: list[f
         inside = ((values >= lo) & (values <= hi)).mean()
         # The finite-sample ranks keep at least a share c of the calibration set inside.
         assert inside >= coverage - 1e-12
+
+
+def test_predict_spans_holds_the_value_without_history_or_a_finite_forecast() -> None:
+    import numpy as np
+    import pandas as pd
+
+    from qubit_sim.stack.predict import InsufficientHistoryError, predict_spans
+
+    class NoHistory:
+        def predict(self, now_utc, horizon_slots, slot_s=900):  # noqa: ANN001, ANN202
+            raise InsufficientHistoryError("no history yet")
+
+    class Gaps:
+        def predict(self, now_utc, horizon_slots, slot_s=900):  # noqa: ANN001, ANN202
+            mean = np.arange(horizon_slots, dtype=float)
+            mean[1] = np.nan
+            return type("F", (), {"mean": mean})()
+
+    now = pd.Timestamp("2025-06-02T00:05:00Z")  # 300 s into its grid slot
+    assert predict_spans(NoHistory(), now, 3, 900, 7.0).tolist() == [7.0, 7.0, 7.0]
+    spans = predict_spans(Gaps(), now, 3, 900, 7.0)
+    # Grid means [0, 7 (held), 2, 3]; each span takes 2/3 of one slot and 1/3 of the next.
+    np.testing.assert_allclose(
+        spans, [(0 * 600 + 7 * 300) / 900, (7 * 600 + 2 * 300) / 900, (2 * 600 + 3 * 300) / 900]
+    )
