@@ -451,6 +451,8 @@ def settle(
     """Settle a run: site bill, signed invoices and PV certificates, ledger, carbon, reconciliation.
 
     Replaces the run's settlement/ folder. Exits 1 if reconciliation fails.
+
+    Billing periods the run covers only in part are marked * and billed in full.
     """
     from qubit_sim.errors import QubitSimError
     from qubit_sim.stack.settle.run import settle_results
@@ -470,9 +472,15 @@ def settle(
 def _print_settlement(console: Any, report: Any) -> None:
     from rich.table import Table
 
-    from qubit_sim.stack.settle.bills import bill_totals
+    from qubit_sim.stack.settle.bills import (
+        PARTIAL_MARK,
+        bill_totals,
+        partial_note,
+        period_coverage,
+    )
 
     currency = report.currency
+    partial = period_coverage(report.bill_lines)["partial"]
     # The export credit is shown as summary.md shows it: a positive amount that the total
     # subtracts (bill_lines.csv books it as a negative amount).
     header = (
@@ -487,7 +495,7 @@ def _print_settlement(console: Any, report: Any) -> None:
     )
     rows = [
         [
-            str(period),
+            str(period) + (PARTIAL_MARK if partial[period] else ""),
             f"{row.import_kwh:,.1f}",
             f"{row.export_kwh:,.1f}",
             f"{row.peak_kw:,.1f}",
@@ -512,6 +520,9 @@ def _print_settlement(console: Any, report: Any) -> None:
         table.add_row(*cells)
     _wide_when_piped(console, 120)
     console.print(table)
+    note = partial_note(report.bill_lines)
+    if note is not None:
+        console.print(note, style="yellow", highlight=False, markup=False)
     signed = report.signed
     total = report.carbon["total"]
     console.print(

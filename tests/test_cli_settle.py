@@ -58,6 +58,22 @@ def test_settle_prints_the_bill_and_the_verdict(settled: Path, key_dir: Path) ->
     assert not list((settled / "settlement").rglob("*.key.pem"))  # the private key stays home
 
 
+def test_settle_names_the_days_the_run_covers_in_part(settled: Path, key_dir: Path) -> None:
+    """The run starts at 02:00 local time: 22 h of its first day, 2 h of the next."""
+    result = runner.invoke(app, ["settle", str(settled), "--period", "day", "--key-dir",
+                                 str(key_dir)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "2025-06-02* │" in output and "2025-06-03* │" in output
+    assert (
+        "* partly covered by the run: 2025-06-02 (22 of 24 h), 2025-06-03 (2 of 24 h). The "
+        "demand charge of a partial period is billed in full (as the KPIs bill it), so a short "
+        "run carries a whole period's demand charge."
+    ) in output
+    manifest = json.loads((settled / "manifest.json").read_text())
+    assert manifest["settlement"]["partial_periods"] == ["2025-06-02", "2025-06-03"]
+
+
 def test_a_clean_run_verifies(settled: Path) -> None:
     result = runner.invoke(app, ["verify", str(settled)])
     assert result.exit_code == 0, result.output

@@ -15,9 +15,13 @@ minute, weekday and month filters, a step priced at its start instant). Per bill
 ``total``      (none)                                   sum of the period's lines
 ============== ================================= ====== ==================================
 
-A period the run covers only in part carries the full demand charge on its peak so far;
-``data_start``/``data_end`` (UTC) say which part the data covers. Amounts are not rounded here:
-rounding is the presentation's business, so that sums of lines stay exact.
+Every line also says how much of its period the run covered: ``period_end`` (local, exclusive),
+``period_s`` (the period's length [s]; 23 h or 25 h on a DST day), ``covered_s`` (the part of it
+between ``data_start`` and ``data_end``, UTC [s]) and ``partial`` (``covered_s < period_s``). A
+partial period is billed as a whole one: its demand line carries the full demand charge on the
+peak so far, as the KPIs' ``demand_charge`` does, so a one-day run on a monthly tariff pays a
+month's demand charge; :func:`partial_note` says so. Amounts are not rounded here: rounding is
+the presentation's business, so that sums of lines stay exact.
 """
 
 from __future__ import annotations
@@ -43,8 +47,12 @@ from qubit_sim.stack.settle.errors import SettlementError
 
 __all__ = [
     "BILL_COLUMNS",
+    "PARTIAL_MARK",
     "bill_lines",
     "bill_totals",
+    "coverage_text",
+    "partial_note",
+    "period_coverage",
     "period_label",
     "period_labels",
     "tariff_for_period",
@@ -56,6 +64,10 @@ BILL_COLUMNS = (
     "period_start",
     "data_start",
     "data_end",
+    "period_end",
+    "period_s",
+    "covered_s",
+    "partial",
     "line",
     "rate",
     "quantity",
@@ -66,6 +78,9 @@ BILL_COLUMNS = (
     "note",
 )
 _ISO_UTC = "%Y-%m-%dT%H:%M:%SZ"
+#: Appended to the label of a partial period in printed bill tables; :func:`partial_note` explains.
+PARTIAL_MARK = "*"
+_COVERAGE_COLUMNS = ["period_start", "period_end", "period_s", "covered_s", "partial"]
 
 
 def _check_period(period: str) -> None:
@@ -81,6 +96,20 @@ def _label_text(label: int, period: str) -> str:
     if period == "week":
         return f"{label // 100:04d}-W{label % 100:02d}"
     return f"{label // 10000:04d}-{label // 100 % 100:02d}-{label % 100:02d}"
+
+
+def _next_start(label: int, period: str, zone: Any) -> pd.Timestamp:
+    """Local start of the period after ``label``: the exclusive end of ``label``'s period."""
+    if period == "month":
+        year, month = divmod(label // 100 * 12 + label % 100, 12)
+        naive = pd.Timestamp(year=year, month=month + 1, day=1)
+    elif period == "day":
+        day = pd.Timestamp(year=label // 10000, month=label // 100 % 100, day=label % 100)
+        naive = day + pd.Timedelta(days=1)
+    else:
+        naive = pd.Timestamp.fromisocalendar(label // 100, label % 100, 1) + pd.Timedelta(days=7)
+    # as core.tariff places period starts: a skipped local midnight moves to the first real instant
+    return naive.tz_localize(zone, nonexistent="shift_forward", ambiguous=True)
 
 
 def period_labels(times_utc: pd.DatetimeIndex, tz: str, period: str) -> np.ndarray:
@@ -177,6 +206,9 @@ def bill_lines(
     """
     if not len(times_utc):
         return pd.DataFrame({name: [] for name in BILL_COLUMNS})
+    times_utc = pd.DatetimeIndex(times_utc)
+    if times_utc.tz is None:  # naive instants are UTC, as core.tariff reads them
+        times_utc = times_utc.tz_localize("UTC")
     period = tariff.billing_period
     hours = step_s / 3600.0
     imports = np.asarray(import_kw, dtype=float)
@@ -191,11 +223,20 @@ def bill_lines(
     for number in np.unique(numbers):
         mask = numbers == number
         steps = times_utc[mask]
+        start = peaks.loc[number, "period_start"]
+        end = _next_start(int(number), period, start.tz)
+        data_end = steps[-1] + pd.Timedelta(seconds=step_s)
+        period_s = int((end - start).total_seconds())
+        covered_s = int((min(data_end, end) - max(steps[0], start)).total_seconds())
         common = {
             "period": _label_text(int(number), period),
-            "period_start": peaks.loc[number, "period_start"].isoformat(),
+            "period_start": start.isoformat(),
             "data_start": steps[0].strftime(_ISO_UTC),
-            "data_end": (steps[-1] + pd.Timedelta(seconds=step_s)).strftime(_ISO_UTC),
+            "data_end": data_end.strftime(_ISO_UTC),
+            "period_end": end.isoformat(),
+            "period_s": period_s,
+            "covered_s": covered_s,
+            "partial": covered_s < period_s,
             "currency": tariff.currency,
         }
         lines = []
@@ -255,3 +296,58 @@ def bill_totals(lines: pd.DataFrame) -> pd.DataFrame:
             "total": float(amount.get("total", 0.0)),
         }
     return pd.DataFrame.from_dict(rows, orient="index", columns=columns).rename_axis("period")
+
+
+def period_coverage(lines: pd.DataFrame) -> pd.DataFrame:
+    """How much of each billing period of a :func:`bill_lines` table the run covered.
+
+    Returns:
+        One row per period (index ``period``, time order) with ``period_start`` and
+        ``period_end`` (local ISO), ``period_s`` and ``covered_s`` [s] and ``partial``.
+    """
+    if lines.empty:
+        return pd.DataFrame(columns=_COVERAGE_COLUMNS, index=pd.Index([], name="period"))
+    first = lines.groupby("period", sort=True)[_COVERAGE_COLUMNS].first()
+    return first.astype({"period_s": "int64", "covered_s": "int64", "partial": "bool"})
+
+
+def _amount_text(value: float) -> str:
+    # whole numbers without decimals ("1 of 30 d"), otherwise two at most ("6.92 of 7 d")
+    text = f"{value:.2f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
+def coverage_text(period_start: str, period_end: str, period_s: int, covered_s: int) -> str:
+    """The part of a billing period a run covered, as a person reads it.
+
+    Days of the local calendar (``1 of 30 d``, ``6.92 of 7 d``) for months and weeks, hours for
+    days (``22 of 24 h``; a DST day has 23 or 25). A week or month with a DST change counts its
+    calendar days; the covered share of it is ``covered_s / period_s``.
+    """
+    start = datetime.fromisoformat(period_start).date()
+    end = datetime.fromisoformat(period_end).date()
+    days = (end - start).days
+    if days == 1:
+        return f"{_amount_text(covered_s / 3600)} of {_amount_text(period_s / 3600)} h"
+    return f"{_amount_text(days * covered_s / period_s)} of {days} d"
+
+
+def partial_note(lines: pd.DataFrame) -> str | None:
+    """The footnote of a bill whose table marks partial periods with :data:`PARTIAL_MARK`.
+
+    Names each period the run covers only in part, with its coverage, and says that its demand
+    charge is billed in full; None when every period is covered whole.
+    """
+    coverage = period_coverage(lines)
+    partial = coverage[coverage["partial"]]
+    if partial.empty:
+        return None
+    named = ", ".join(
+        f"{period} ({coverage_text(row.period_start, row.period_end, row.period_s, row.covered_s)})"
+        for period, row in partial.iterrows()
+    )
+    return (
+        f"{PARTIAL_MARK} partly covered by the run: {named}. The demand charge of a partial "
+        "period is billed in full (as the KPIs bill it), so a short run carries a whole "
+        "period's demand charge."
+    )

@@ -12,8 +12,10 @@
     keys/site_public.pem|hex  the site's public key
 
 and adds a ``settlement`` section to ``manifest.json``: the public key fingerprint and ledger head
-that :func:`verify_results` checks the folder against, and SHA-256 digests of the unsigned files
-above (they detect changes to those files; only the signed records prove who issued them).
+that :func:`verify_results` checks the folder against, SHA-256 digests of the unsigned files
+above (they detect changes to those files; only the signed records prove who issued them), and
+``partial_periods``, the billing periods the run covers only in part. How much of each period the
+run covered is in the bill lines (unsigned); the signed records do not carry it.
 
 Everything is computed from what the site's meters counted (site meter import/export, charger
 registers, PV energy registers), not from the simulator's internal state; the reconciliation
@@ -40,7 +42,12 @@ import pandas as pd
 from qubit_sim.core.results import write_json
 from qubit_sim.core.tariff import Tariff
 from qubit_sim.stack.settle.artifacts import SettlementSummary, write_settlement_artifacts
-from qubit_sim.stack.settle.bills import bill_lines, period_labels, tariff_for_period
+from qubit_sim.stack.settle.bills import (
+    bill_lines,
+    period_coverage,
+    period_labels,
+    tariff_for_period,
+)
 from qubit_sim.stack.settle.canonical import sha256_hex
 from qubit_sim.stack.settle.carbon import carbon_accounts
 from qubit_sim.stack.settle.certificates import EnergyCertificate, issue_certificates
@@ -122,6 +129,12 @@ class SettlementReport:
         return bool(self.reconciliation["passed"])
 
     @property
+    def partial_periods(self) -> tuple[str, ...]:
+        """Billing periods the run covers only in part (their demand charge is billed in full)."""
+        coverage = period_coverage(self.bill_lines)
+        return tuple(str(period) for period in coverage.index[coverage["partial"]])
+
+    @property
     def bill_total(self) -> float:
         """Sum of the site bill over all periods [currency]."""
         lines = self.bill_lines
@@ -135,6 +148,7 @@ class SettlementReport:
             **self.signed.to_manifest(),
             "currency": self.currency,
             "bill_total": self.bill_total,
+            "partial_periods": list(self.partial_periods),
             "reconciliation": "pass" if self.reconciled else "fail",
             "files": dict(self.files),
         }

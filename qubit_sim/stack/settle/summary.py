@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from qubit_sim.stack.settle.artifacts import SettlementSummary
-from qubit_sim.stack.settle.bills import bill_totals
+from qubit_sim.stack.settle.bills import PARTIAL_MARK, bill_totals, partial_note, period_coverage
 from qubit_sim.stack.settle.certificates import EnergyCertificate
 from qubit_sim.stack.settle.invoices import ChargingInvoice
 
@@ -73,9 +73,10 @@ def _bill_section(data: SummaryInputs) -> list[str]:
     totals = bill_totals(data.bill_lines)
     if totals.empty:
         return [*out, "No steps were recorded: nothing to bill.", ""]
+    partial = period_coverage(data.bill_lines)["partial"]
     rows = [
         [
-            str(period),
+            str(period) + (PARTIAL_MARK if partial[period] else ""),
             f"{row.import_kwh:,.1f}",
             f"{row.export_kwh:,.1f}",
             f"{row.peak_kw:,.1f}",
@@ -110,6 +111,10 @@ def _bill_section(data: SummaryInputs) -> list[str]:
         "total",
     ]
     out += _table(header, rows)
+    note = partial_note(data.bill_lines)
+    if note is not None:
+        # escaped: a line opening with "* " would read as a Markdown list item
+        out += ["", "\\" + note]
     if len(data.bill_lines) > _MAX_LINE_ITEMS:
         return [*out, "", f"{len(data.bill_lines)} line items: see `bill_lines.csv`.", ""]
     out += ["", "Line items (`bill_lines.csv`):", ""]
