@@ -70,6 +70,10 @@ class _Scenario:
     import_limit_kw: float | None
     controller: str
     controller_params: dict[str, Any]
+    duration_s: int
+    billing_period: str
+    demand_charge_per_kw: float
+    currency: str
 
 
 def _load(paths: Sequence[str | Path]) -> list[_Scenario]:
@@ -83,6 +87,7 @@ def _load(paths: Sequence[str | Path]) -> list[_Scenario]:
     for path in paths:
         loaded = load_scenario(path)
         own = loaded.spec.controller
+        tariff = loaded.spec.tariff
         scenarios.append(
             _Scenario(
                 loaded.name,
@@ -90,6 +95,10 @@ def _load(paths: Sequence[str | Path]) -> list[_Scenario]:
                 loaded.spec.site.grid_connection.import_kw,
                 own.name,
                 dict(own.params),
+                loaded.spec.site.duration,
+                tariff.billing_period,
+                tariff.demand_charge_per_kw,
+                tariff.currency,
             )
         )
     return scenarios
@@ -222,7 +231,11 @@ def compare(
             currency=currency,
             controllers=labels,
         )
-    notes = comparison_notes(runs)
+    notes = (
+        comparison_notes(runs)
+        + _billing_notes(loaded, until_s)
+        + _seed_notes(len(seed_list), confidence)
+    )
     _write_manifest(
         folder, loaded, specs, params, seed_list, until_s, runner, runs, started, ran, notes
     )
@@ -261,6 +274,62 @@ def comparison_notes(runs: pd.DataFrame) -> list[str]:
         "(tariff.unmet_energy_penalty_per_kwh) while demand charges count in full, so a "
         "controller can look cheaper by deferring charging past the end: compare over whole "
         "days (an --until that ends when the cars have left) or raise the penalty."
+    ]
+
+
+#: (shortest, mean) length of each billing period [s]: a run shorter than the first cannot
+#: cover a whole period.
+_PERIOD_S = {
+    "day": (86400, 86400.0),
+    "week": (7 * 86400, 7 * 86400.0),
+    "month": (28 * 86400, 365.25 / 12 * 86400),
+}
+#: Seeds below which :func:`_seed_notes` says the confidence intervals are too wide to read.
+FEW_SEEDS = 5
+
+
+def _days(seconds: int) -> str:
+    return f"{seconds / 86400:.3g} d"
+
+
+def _billing_notes(scenarios: Sequence[_Scenario], until_s: int | None) -> list[str]:
+    """A note per scenario whose runs are shorter than its billing period while it has a demand
+    charge: each run is billed a whole period's demand charge on its peak (as a bill would be),
+    so the peak weighs more against energy than over a whole period."""
+    notes = []
+    for s in scenarios:
+        run_s = s.duration_s if until_s is None else min(until_s, s.duration_s)
+        shortest, mean = _PERIOD_S.get(s.billing_period, (0, 0.0))
+        if s.demand_charge_per_kw <= 0 or run_s >= shortest:
+            continue
+        notes.append(
+            f"{s.name}: runs of {_days(run_s)} are each billed a whole {s.billing_period}'s "
+            f"demand charge ({s.demand_charge_per_kw:g} {s.currency}/kW) on their peak, so "
+            f"total_cost weighs the peak about {mean / run_s:.0f}x more against energy than "
+            "over a whole period would; read peak_import_15min_kw and energy_cost beside it, or "
+            "compare over whole billing periods."
+        )
+    return notes
+
+
+def _seed_notes(n_seeds: int, confidence: float) -> list[str]:
+    """Says how wide the intervals are when there are too few seeds to read them."""
+    if n_seeds >= FEW_SEEDS:
+        return []
+    level = f"{confidence:.0%}"
+    if n_seeds == 1:
+        return [f"One seed: no {level} confidence intervals; --seeds {FEW_SEEDS} or more for them."]
+    from scipy import stats
+
+    def half_width(n: int) -> float:  # per unit standard deviation of the KPI over seeds
+        return float(stats.t.ppf(0.5 + confidence / 2.0, n - 1)) / n**0.5
+
+    t = float(stats.t.ppf(0.5 + confidence / 2.0, n_seeds - 1))
+    wide = half_width(n_seeds) / half_width(FEW_SEEDS)
+    return [
+        f"{n_seeds} seeds: the {level} intervals are the standard error times t = {t:.2f}, "
+        f"{wide:.1f}x the width {FEW_SEEDS} seeds would give for the same spread; --seeds "
+        f"{FEW_SEEDS} or more for intervals worth reading."
     ]
 
 

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
 import qubit_sim
-from qubit_sim.experiments.compare import OWED_AT_END_KWH, comparison_notes
+from qubit_sim.experiments.compare import (
+    OWED_AT_END_KWH,
+    _billing_notes,
+    _load,
+    _Scenario,
+    _seed_notes,
+    comparison_notes,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,3 +80,40 @@ def test_the_cli_prints_the_note_under_the_table(tmp_path: Path) -> None:
     assert "offline_optimal" in text.split("note:")[1]
     manifest = (tmp_path / "cmp" / "compare.json").read_text()
     assert "unmet_energy_penalty_per_kwh" in manifest
+    # Half a day on a monthly demand charge, one seed: both said under the table and recorded.
+    assert "workplace_pv_battery: runs of 0.5 d are each billed a whole month's demand" in text
+    assert "about 61x more against energy" in text
+    assert "One seed: no 95% confidence intervals; --seeds 5 or more" in text
+    assert "billed a whole month" in manifest and "One seed" in manifest
+
+
+def _scenario(path: Path, **tariff: object) -> _Scenario:
+    loaded = _load([path])[0]
+    return replace(loaded, **tariff)  # type: ignore[arg-type]
+
+
+def test_billing_note_only_for_runs_shorter_than_a_period_with_a_demand_charge() -> None:
+    workplace = _scenario(ROOT / "scenarios" / "workplace_pv_battery.yaml")
+    assert workplace.billing_period == "month" and workplace.demand_charge_per_kw > 0
+    assert workplace.duration_s < 28 * 86400
+    (note,) = _billing_notes([workplace], None)
+    days = workplace.duration_s / 86400
+    assert f"runs of {days:.3g} d" in note and f"{workplace.demand_charge_per_kw:g} EUR/kW" in note
+    assert _billing_notes([workplace], 3600)[0].count("runs of 0.0417 d") == 1
+    assert _billing_notes([replace(workplace, demand_charge_per_kw=0.0)], None) == []
+    assert _billing_notes([replace(workplace, duration_s=31 * 86400)], None) == []
+    # A 1-day run on a daily period covers it whole; 12 h of it do not.
+    daily = replace(workplace, billing_period="day")
+    assert _billing_notes([daily], 86400) == []
+    assert "about 2x more" in _billing_notes([daily], 43200)[0]
+
+
+def test_seed_note_gives_the_interval_width_against_five_seeds() -> None:
+    from scipy import stats
+
+    (two,) = _seed_notes(2, 0.95)
+    t2, t5 = stats.t.ppf(0.975, 1), stats.t.ppf(0.975, 4)
+    assert f"t = {t2:.2f}" in two
+    assert f"{(t2 / 2**0.5) / (t5 / 5**0.5):.1f}x the width 5 seeds" in two
+    assert "90%" in _seed_notes(3, 0.90)[0]
+    assert _seed_notes(5, 0.95) == [] and _seed_notes(12, 0.95) == []
