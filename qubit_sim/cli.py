@@ -68,7 +68,8 @@ KPI_ROWS = [
     ("min_voltage_pu", "Min feeder voltage", "p.u."),
     ("max_voltage_pu", "Max feeder voltage", "p.u."),
     ("max_line_loading_pct", "Max line loading", "%"),
-    ("voltage_violation_steps", "Voltage violation steps", ""),
+    ("voltage_violation_steps", "Voltage violation steps (any bus)", ""),
+    ("site_voltage_violation_steps", "Voltage violation steps (site bus)", ""),
     ("overload_steps", "Overload steps", ""),
     ("energy_balance_error_kwh", "Energy balance error", "kWh"),
 ]

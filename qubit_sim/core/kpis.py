@@ -135,6 +135,7 @@ def compute_kpis(
         vmin = df["grid_vm_min_pu"].to_numpy()
         vmax = df["grid_vm_max_pu"].to_numpy()
         line = df["grid_line_loading_max_pct"].to_numpy()
+        site_v = df["grid_vm_site_pu"].to_numpy()
         trafo = df["grid_trafo_loading_max_pct"].to_numpy()
         kpis.update(
             {
@@ -147,6 +148,11 @@ def compute_kpis(
                 "max_line_loading_pct": float(line.max()),
                 "max_trafo_loading_pct": float(trafo.max()),
                 "grid_losses_kwh": float(df["grid_losses_kw"].to_numpy().sum() * hours),
+                # The site's own bus: a feeder's background alone can put other buses out of
+                # limits in every run, whatever the site does.
+                "site_voltage_violation_steps": int(((site_v < low) | (site_v > high)).sum()),
+                "site_min_voltage_pu": _nan_extreme(np.nanmin, site_v),
+                "site_max_voltage_pu": _nan_extreme(np.nanmax, site_v),
             }
         )
     else:
@@ -159,8 +165,18 @@ def compute_kpis(
                 "max_line_loading_pct": None,
                 "max_trafo_loading_pct": None,
                 "grid_losses_kwh": None,
+                "site_voltage_violation_steps": None,
+                "site_min_voltage_pu": None,
+                "site_max_voltage_pu": None,
             }
         )
     if extra:
         kpis.update(extra)
     return kpis
+
+
+def _nan_extreme(reduce: Any, values: np.ndarray) -> float | None:
+    """``reduce`` (nanmin/nanmax) of ``values``; None when none is a number (no power flow
+    converged)."""
+    finite = values[~np.isnan(values)]
+    return float(reduce(finite)) if len(finite) else None
