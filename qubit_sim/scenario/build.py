@@ -18,7 +18,8 @@ from qubit_sim.control.registry import make_controller
 from qubit_sim.core.clock import SimClock
 from qubit_sim.core.rng import RngTree
 from qubit_sim.errors import ConfigIssue, QubitSimError, ScenarioError
-from qubit_sim.scenario.loader import LoadedScenario, format_path
+from qubit_sim.scenario.fault_targets import entry_device_ids
+from qubit_sim.scenario.loader import LoadedScenario, device_id_issues, format_path
 
 __all__ = ["GridModel", "SiteModel", "build_site"]
 
@@ -73,22 +74,6 @@ class SiteModel:
         return self.clock.n_steps
 
 
-def _ids(prefix: str, explicit: str | None, count: int, used: set[str]) -> list[str]:
-    base = explicit or prefix
-    names = [base] if count == 1 and explicit else [f"{base}{i + 1}" for i in range(count)]
-    if not explicit:
-        # Auto-numbered ids continue after those already taken.
-        start = 1
-        names = []
-        while len(names) < count:
-            candidate = f"{prefix}{start}"
-            if candidate not in used:
-                names.append(candidate)
-            start += 1
-    used.update(names)
-    return names
-
-
 class _Issues:
     def __init__(self) -> None:
         self.items: list[ConfigIssue] = []
@@ -114,6 +99,10 @@ def build_site(
         controller: Use this controller instead of the scenario's.
     """
     spec = loaded.spec
+    clashes = device_id_issues(spec.assets, loaded.lines)
+    if clashes:
+        # Two devices with one id would share results columns, events and protocol identities.
+        raise ScenarioError(clashes, str(loaded.path or loaded.name))
     site = spec.site
     duration = site.duration
     if until_s is not None:
@@ -142,12 +131,7 @@ def build_site(
             site_buses.append(index)
         return site_buses.index(index)
 
-    used: set[str] = {
-        entry.id
-        for section in ("chargers", "batteries", "pv", "loads")
-        for entry in getattr(spec.assets, section)
-        if entry.id
-    }
+    device_ids = entry_device_ids(spec.assets)
 
     # Chargers
     charger_ids: list[str] = []
@@ -156,9 +140,7 @@ def build_site(
     is_dc: list[bool] = []
     charger_bus: list[int] = []
     for index, entry in enumerate(spec.assets.chargers):
-        ids = _ids(
-            "dc" if entry.kind == "dc" else "ac", entry.id, entry.count * entry.connectors, used
-        )
+        ids = device_ids["chargers", index]
         buses: list[Any] = list(entry.buses) if entry.buses else [entry.bus]
         for j, cid in enumerate(ids):
             charger_ids.append(cid)
@@ -187,21 +169,21 @@ def build_site(
         )
     }
     for index, battery in enumerate(spec.assets.batteries):
-        battery_ids += _ids("battery", battery.id, 1, used)
+        battery_ids += device_ids["batteries", index]
         battery_bus.append(bus_position(("assets", "batteries", index, "bus"), battery.bus))
         for key in columns:
             columns[key].append(float(getattr(battery, key)))
     batteries = BatteryBank(battery_ids, **{k: np.array(v) for k, v in columns.items()})
 
     def profiled_group(
-        section: str, prefix: str, field: str, power_of: Callable[[Any], np.ndarray]
+        section: str, field: str, power_of: Callable[[Any], np.ndarray]
     ) -> tuple[list[str], np.ndarray, list[int]]:
         """Devices of a section whose power is a precomputed series (PV plants, loads)."""
         ids_out: list[str] = []
         series: list[np.ndarray] = []
         positions: list[int] = []
         for index, entry in enumerate(getattr(spec.assets, section)):
-            ids = _ids(prefix, entry.id, entry.count, used)
+            ids = device_ids[section, index]
             try:
                 power = power_of(entry)
             except QubitSimError as exc:
@@ -217,10 +199,10 @@ def build_site(
         return ids_out, stacked, positions
 
     pv_ids, pv_available, pv_bus = profiled_group(
-        "pv", "pv", "weather", lambda plant: _pv_power(loaded, plant, times)
+        "pv", "weather", lambda plant: _pv_power(loaded, plant, times)
     )
     load_ids, load_kw, load_bus = profiled_group(
-        "loads", "load", "profile", lambda load: _load_power(loaded, load, times)
+        "loads", "profile", lambda load: _load_power(loaded, load, times)
     )
 
     # Tariff and carbon

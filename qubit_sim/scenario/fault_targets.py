@@ -1,18 +1,40 @@
-"""Which devices a ``faults:`` entry names: the site's device ids per kind, and what is wrong
-with the names an entry gives. The loader checks every entry with :func:`fault_devices` (each
-problem with its YAML line) and the fault planner (:mod:`qubit_sim.scenario.faults`) plans from
-the same function, so a scenario that validates also plans.
+"""The site's device ids: how each asset entry's devices are named, which entries would give two
+devices one id, and which devices a ``faults:`` entry names.
+
+The site builder names its devices with :func:`entry_device_ids`, the loader refuses the clashes
+:func:`device_id_clashes` finds (each with its YAML line), and it checks every ``faults:`` entry
+with :func:`fault_devices`, from which the fault planner (:mod:`qubit_sim.scenario.faults`) plans
+too; so a scenario that validates also builds and plans.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from qubit_sim.core.naming import device_names
 from qubit_sim.scenario import schema
 
-__all__ = ["FAULT_DEVICE_KINDS", "device_ids", "fault_devices"]
+__all__ = [
+    "ASSET_SECTIONS",
+    "FAULT_DEVICE_KINDS",
+    "DeviceIdClash",
+    "device_id_clashes",
+    "device_ids",
+    "entry_device_ids",
+    "fault_devices",
+]
+
+#: The ``assets`` sections in the order their devices are built and numbered, with the device
+#: kind of each.
+ASSET_SECTIONS: dict[str, str] = {
+    "chargers": "charger",
+    "batteries": "battery",
+    "pv": "pv",
+    "loads": "load",
+}
 
 #: Device kinds each fault kind applies to.
 FAULT_DEVICE_KINDS: dict[str, tuple[str, ...]] = {
@@ -31,36 +53,112 @@ _WHY_NOT = {
 }
 _DEVICE_NAMES = {"charger": "charger", "battery": "battery", "pv": "PV plant"}
 
+#: An asset entry: ``(section, index in the section)``, e.g. ``("chargers", 0)``.
+Entry = tuple[str, int]
+
+
+def _entries(assets: schema.AssetsSpec) -> list[tuple[Entry, Any]]:
+    return [
+        ((section, index), spec)
+        for section in ASSET_SECTIONS
+        for index, spec in enumerate(getattr(assets, section))
+    ]
+
+
+def _entry_size(section: str, spec: Any) -> int:
+    """How many devices the entry ``spec`` of ``section`` makes (a charger: one per charging
+    point, ``count * connectors``)."""
+    if section == "chargers":
+        return int(spec.count * spec.connectors)
+    return int(getattr(spec, "count", 1))
+
+
+def _prefix(section: str, spec: Any) -> str:
+    if section == "chargers":
+        return "dc" if spec.kind == "dc" else "ac"
+    return ASSET_SECTIONS[section]
+
+
+def entry_device_ids(assets: schema.AssetsSpec) -> dict[Entry, list[str]]:
+    """The ids of each entry's devices, keyed ``(section, index)``, in build order (chargers,
+    batteries, PV plants, loads), by :func:`qubit_sim.core.naming.device_names`.
+
+    An entry with an ``id`` and one device keeps the ``id``; with several (chargers: ``count *
+    connectors`` charging points) they are ``id1``, ``id2``, ... Entries without ``id`` are
+    numbered by kind (``ac``, ``dc``, ``battery``, ``pv``, ``load``), skipping every id already
+    taken: the ``id`` values of the file, the ids numbered from them, and those of earlier
+    entries. Ids that two entries both give are not resolved here: see
+    :func:`device_id_clashes`.
+    """
+    entries = _entries(assets)
+    names = device_names(
+        [
+            (_prefix(section, spec), spec.id, _entry_size(section, spec))
+            for (section, _), spec in entries
+        ]
+    )
+    return {entry: ids for (entry, _), ids in zip(entries, names, strict=True)}
+
 
 def device_ids(assets: schema.AssetsSpec) -> dict[str, list[str]]:
     """The device ids of ``assets`` per kind (``charger``, ``battery``, ``pv``, ``load``), as
-    the site builder names them and the results columns show them.
-
-    A group of ``count`` devices (chargers: ``count * connectors`` charging points) with an
-    ``id`` is numbered ``id1``, ``id2``, ...; one device keeps its ``id``; devices without one
-    are numbered by kind (``ac``, ``dc``, ``battery``, ``pv``, ``load``) after the ids in use.
-    """
-    # The builder's own naming function: the ids here are those of the built site by
-    # construction (build imports this module, hence the import here).
-    from qubit_sim.scenario.build import _ids
-
-    used = {
-        entry.id
-        for section in ("chargers", "batteries", "pv", "loads")
-        for entry in getattr(assets, section)
-        if entry.id
-    }
-    ids: dict[str, list[str]] = {"charger": [], "battery": [], "pv": [], "load": []}
-    for charger in assets.chargers:
-        prefix = "dc" if charger.kind == "dc" else "ac"
-        ids["charger"] += _ids(prefix, charger.id, charger.count * charger.connectors, used)
-    for battery in assets.batteries:
-        ids["battery"] += _ids("battery", battery.id, 1, used)
-    for plant in assets.pv:
-        ids["pv"] += _ids("pv", plant.id, plant.count, used)
-    for load in assets.loads:
-        ids["load"] += _ids("load", load.id, load.count, used)
+    the site builder names them and the results columns show them (see
+    :func:`entry_device_ids`)."""
+    ids: dict[str, list[str]] = {kind: [] for kind in ASSET_SECTIONS.values()}
+    for (section, _), devices in entry_device_ids(assets).items():
+        ids[ASSET_SECTIONS[section]] += devices
     return ids
+
+
+@dataclass(frozen=True)
+class DeviceIdClash:
+    """An asset entry that names a device (or gives an ``id``) that earlier entries already do.
+
+    Attributes:
+        entry: The later entry, ``(section, index)``.
+        earlier: The earlier entries it clashes with, in build order.
+        device_ids: The device ids they share; empty when only the ``id`` value repeats (an
+            ``id: ac`` of one device beside an ``id: ac`` group numbered ``ac1``, ``ac2``).
+        given_id: The entry's ``id``.
+    """
+
+    entry: Entry
+    earlier: tuple[Entry, ...]
+    device_ids: tuple[str, ...]
+    given_id: str | None
+
+
+def device_id_clashes(assets: schema.AssetsSpec) -> list[DeviceIdClash]:
+    """Entries whose devices would share an id with those of earlier entries, or that repeat
+    an earlier entry's ``id``.
+
+    Every device id is unique across chargers, batteries, PV plants and loads: the results
+    columns, the events, ``faults``, the OCPP charge point identities and the Qubit assets all
+    name a device by it. Automatic ids never clash (:func:`entry_device_ids` skips taken ids),
+    so each clash is between entries that give an ``id``. An entry that clashes with several
+    earlier ones on different ids gives one clash per group of entries.
+    """
+    specs = dict(_entries(assets))
+    owners: dict[str, list[Entry]] = {}
+    givers: dict[str, list[Entry]] = {}
+    clashes: list[DeviceIdClash] = []
+    for entry, devices in entry_device_ids(assets).items():
+        shared: dict[tuple[Entry, ...], list[str]] = {}
+        for device in devices:
+            if device in owners:
+                shared.setdefault(tuple(owners[device]), []).append(device)
+        given = specs[entry].id
+        for earlier, ids in shared.items():
+            clashes.append(DeviceIdClash(entry, earlier, tuple(ids), given))
+        if given:
+            told = {other for earlier in shared for other in earlier}
+            repeated = tuple(other for other in givers.get(given, []) if other not in told)
+            if repeated:
+                clashes.append(DeviceIdClash(entry, repeated, (), given))
+            givers.setdefault(given, []).append(entry)
+        for device in devices:
+            owners.setdefault(device, []).append(entry)
+    return clashes
 
 
 def _unknown(device_id: str, known: list[str], what: str) -> str:

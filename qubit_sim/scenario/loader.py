@@ -20,11 +20,19 @@ from pydantic import BaseModel, ValidationError
 
 from qubit_sim.errors import ConfigIssue, ScenarioError
 from qubit_sim.scenario import schema
-from qubit_sim.scenario.fault_targets import device_ids, fault_devices
+from qubit_sim.scenario.fault_targets import (
+    ASSET_SECTIONS,
+    DeviceIdClash,
+    device_id_clashes,
+    device_ids,
+    entry_device_ids,
+    fault_devices,
+)
 from qubit_sim.scenario.templates import TemplateCatalogue
 
 __all__ = [
     "LoadedScenario",
+    "device_id_issues",
     "format_path",
     "load_scenario",
     "load_scenario_text",
@@ -32,8 +40,6 @@ __all__ = [
     "parse_yaml_mapping",
     "yaml_line_map",
 ]
-
-_SECTION_KIND = {"chargers": "charger", "batteries": "battery", "pv": "pv", "loads": "load"}
 
 
 class LoadedScenario:
@@ -292,7 +298,7 @@ def _apply_templates(
     if not isinstance(assets, dict):
         return document
     merged_assets: dict[str, Any] = dict(assets)
-    for section, kind in _SECTION_KIND.items():
+    for section, kind in ASSET_SECTIONS.items():
         entries = assets.get(section)
         if not isinstance(entries, list):
             continue
@@ -448,17 +454,7 @@ def _semantic_issues(
         resolved = Path(relative) if Path(relative).is_absolute() else base_dir / relative
         if not resolved.is_file():
             add(loc, f"file not found: {relative} (looked at {resolved})")
-    ids: dict[str, tuple[Any, ...]] = {}
-    for section in ("chargers", "batteries", "pv", "loads"):
-        for index, entry in enumerate(getattr(spec.assets, section)):
-            if entry.id is None:
-                continue
-            if entry.id in ids:
-                add(
-                    ("assets", section, index, "id"),
-                    f"id {entry.id!r} is already used at {format_path(ids[entry.id])}",
-                )
-            ids[entry.id] = ("assets", section, index, "id")
+    issues.extend(device_id_issues(spec.assets, lines))
     if spec.grid is None:
         for section in ("chargers", "pv", "loads", "batteries"):
             for index, entry in enumerate(getattr(spec.assets, section)):
@@ -473,3 +469,63 @@ def _semantic_issues(
             for loc, message in fault_devices(fault, named)[1]:
                 add(("faults", index, *loc), message)
     return issues
+
+
+def device_id_issues(
+    assets: schema.AssetsSpec, lines: dict[tuple[Any, ...], int]
+) -> list[ConfigIssue]:
+    """One issue per :class:`~qubit_sim.scenario.fault_targets.DeviceIdClash` of ``assets``, at
+    the later entry's ``id``, naming the shared ids and the earlier entries with their lines.
+
+    Args:
+        assets: The validated ``assets`` section.
+        lines: The YAML line of each path (see :func:`yaml_line_map`).
+    """
+    clashes = device_id_clashes(assets)
+    if not clashes:
+        return []
+    named = entry_device_ids(assets)
+
+    def where(entry: tuple[str, int]) -> str:
+        loc = ("assets", *entry)
+        line = nearest_line(lines, loc + ("id",))
+        spec = getattr(assets, entry[0])[entry[1]]
+        text = format_path(loc) + (f" (line {line})" if line is not None else "")
+        devices = named[entry]
+        if spec.id is not None and devices != [spec.id]:
+            text += f", whose id {spec.id!r} numbers its {len(devices)} devices {_listed(devices)}"
+        return text
+
+    issues = []
+    for clash in clashes:
+        issues.append(
+            ConfigIssue(
+                format_path(("assets", *clash.entry, "id")),
+                _clash_message(clash, named[clash.entry], [where(e) for e in clash.earlier]),
+                nearest_line(lines, ("assets", *clash.entry, "id")),
+            )
+        )
+    return issues
+
+
+def _clash_message(clash: DeviceIdClash, devices: list[str], earlier: list[str]) -> str:
+    others = " and ".join(earlier)
+    if clash.device_ids:
+        shared = ", ".join(repr(device) for device in clash.device_ids)
+        plural = "s" if len(clash.device_ids) > 1 else ""
+        head = f"device id{plural} {shared} {'are' if plural else 'is'} already used by {others}"
+        if clash.given_id is not None and devices != [clash.given_id]:
+            numbered = _listed(devices)
+            head += f" (this entry's id {clash.given_id!r} numbers its devices {numbered})"
+    else:
+        head = f"id {clash.given_id!r} is already used by {others}"
+    return (
+        f"{head}; every device needs an id of its own (chargers, batteries, PV plants and loads "
+        "share one namespace): give this entry another id, or leave its `id` out to have its devices "
+        "numbered automatically"
+    )
+
+
+def _listed(devices: list[str]) -> str:
+    """``ac1, ac2, ac3`` or, for a long group, ``ac1, ..., ac20``."""
+    return ", ".join(devices if len(devices) <= 4 else [devices[0], "...", devices[-1]])

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from qubit_sim.core.naming import device_names
 from qubit_sim.stack.data.errors import ExportError
 
 __all__ = ["DEVICE_KINDS", "Device", "RunData", "read_results"]
@@ -134,29 +135,29 @@ def _step_s(manifest: dict[str, Any], frame: pd.DataFrame) -> int:
 def _planned_ids(scenario: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
     """(kind, id, spec) in the order and numbering of the site builder."""
     assets = scenario.get("assets") or {}
-    groups = {kind: list(assets.get(_SECTIONS[kind]) or []) for kind in DEVICE_KINDS}
-    used = {entry["id"] for entries in groups.values() for entry in entries if entry.get("id")}
-    planned = []
-    for kind in DEVICE_KINDS:
-        for entry in groups[kind]:
-            if kind == "charger":
-                prefix = "dc" if entry.get("kind") == "dc" else "ac"
-                count = int(entry.get("count", 1)) * int(entry.get("connectors", 1))
-            else:
-                prefix = kind
-                count = 1 if kind == "battery" else int(entry.get("count", 1))
-            explicit = entry.get("id")
-            if explicit:
-                names = [explicit] if count == 1 else [f"{explicit}{i + 1}" for i in range(count)]
-            else:
-                names, number = [], 1
-                while len(names) < count:
-                    if f"{prefix}{number}" not in used:
-                        names.append(f"{prefix}{number}")
-                    number += 1
-            used.update(names)
-            planned += [(kind, name, dict(entry)) for name in names]
-    return planned
+    groups = [
+        (kind, dict(entry)) for kind in DEVICE_KINDS for entry in assets.get(_SECTIONS[kind]) or []
+    ]
+    names = device_names(
+        [(_prefix(kind, entry), entry.get("id"), _size(kind, entry)) for kind, entry in groups]
+    )
+    return [
+        (kind, name, entry)
+        for (kind, entry), ids in zip(groups, names, strict=True)
+        for name in ids
+    ]
+
+
+def _prefix(kind: str, entry: dict[str, Any]) -> str:
+    if kind == "charger":
+        return "dc" if entry.get("kind") == "dc" else "ac"
+    return kind
+
+
+def _size(kind: str, entry: dict[str, Any]) -> int:
+    if kind == "charger":
+        return int(entry.get("count", 1)) * int(entry.get("connectors", 1))
+    return 1 if kind == "battery" else int(entry.get("count", 1))
 
 
 def _devices(scenario: dict[str, Any], columns: list[str]) -> tuple[Device, ...]:
