@@ -1092,7 +1092,7 @@ def train(
     """Train an RL policy; writes policy.zip, card.json, model_card.md, training_curve.png."""
     import json
 
-    from qubit_sim.errors import ScenarioError
+    from qubit_sim.errors import ControllerError, ScenarioError, SimulationError
     from qubit_sim.rl.train import TrainConfig
     from qubit_sim.rl.train import train as train_policy
 
@@ -1128,8 +1128,10 @@ def train(
         config.hyperparameters = json_object("--hyperparameters", hyperparameters)
     try:
         folder = train_policy(config, progress=not quiet)
-    except ScenarioError as exc:
+    except (ScenarioError, ControllerError) as exc:
         _fail_scenario(exc)
+    except SimulationError as exc:
+        _fail_run(_console(), "train", exc)
 
     card = json.loads((folder / "card.json").read_text())
     console = _console()
@@ -1152,11 +1154,13 @@ def evaluate(
     split: Annotated[str, typer.Option(help="test, train or all.")] = "test",
 ) -> None:
     """Evaluate a trained policy against uncontrolled and rule_based on the same episodes."""
-    from qubit_sim.errors import QubitSimError
+    from qubit_sim.errors import QubitSimError, SimulationError
     from qubit_sim.rl.evaluate import evaluate_model
 
     try:
         evaluation = evaluate_model(model, scenario=scenario, split=split, episodes=episodes)
+    except SimulationError as exc:
+        _fail_run(_console(), "evaluate", exc)
     except QubitSimError as exc:
         _fail_scenario(exc)
     _print_rl_evaluation(_console(), evaluation)

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = [
+    "ArgumentError",
     "ConfigIssue",
     "ControllerError",
     "GridError",
@@ -60,6 +61,34 @@ class ScenarioError(QubitSimError):
         lines = [f"{head}{count} problem{'s' if count != 1 else ''} in scenario"]
         lines += [f"  - {issue}" for issue in self.issues]
         super().__init__("\n".join(lines))
+
+
+class ArgumentError(ScenarioError):
+    """Arguments given to a command, a function or an environment are invalid; the scenario file
+    is not at fault.
+
+    A :class:`ScenarioError` (``except ScenarioError`` catches it, as before), whose message says
+    whose arguments are wrong instead of "problem in scenario".
+
+    Attributes:
+        issues: Every problem, each naming the argument (``env_kwargs.forcast``).
+        subject: Whose arguments, e.g. ``"the arguments of qubit-sim train"``.
+        source: The scenario the arguments were checked against, when that matters.
+    """
+
+    def __init__(
+        self, issues: Iterable[ConfigIssue], subject: str, source: str | None = None
+    ) -> None:
+        super().__init__(issues, source)
+        self.subject = subject
+        count = len(self.issues)
+        head = f"{count} problem{'s' if count != 1 else ''} in {subject}"
+        if source:
+            head += f" (scenario {source})"
+        self.args = ("\n".join([head, *(f"  - {issue}" for issue in self.issues)]),)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class SimulationError(QubitSimError):

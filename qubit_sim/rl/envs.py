@@ -6,6 +6,11 @@ setpoints at each control instant, and ``step`` advances the engine to the next 
 :meth:`~qubit_sim.core.engine.Engine.run_until`. Replaying an episode's actions through
 :func:`qubit_sim.run` with :class:`~qubit_sim.rl.actions.ActionReplay` gives the same time series
 and KPIs.
+
+A wrong keyword argument (``gymnasium.make("qubit_sim/SiteDispatch-v0", forcast="l2")``), a value
+of the wrong type or out of range raises :class:`~qubit_sim.errors.ArgumentError` naming the
+argument, the value and what is valid; a problem in the scenario file stays
+a :class:`~qubit_sim.errors.ScenarioError` naming the file.
 """
 
 from __future__ import annotations
@@ -18,8 +23,13 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from qubit_sim.errors import SimulationError
+from qubit_sim.errors import ArgumentError, ConfigIssue, ScenarioError, SimulationError
 from qubit_sim.rl.actions import ActionController, action_size
+from qubit_sim.rl.arguments import (
+    as_argument_error,
+    check_argument_values,
+    refuse_unknown_arguments,
+)
 from qubit_sim.rl.features import ObservationLayout
 from qubit_sim.rl.horizon import Horizon
 from qubit_sim.rl.reward import (
@@ -71,35 +81,50 @@ class SiteEnv(gym.Env[np.ndarray, np.ndarray]):
         overload_penalty_per_pct_h: float = 1.0,
         reward_scale: float = 1.0,
         render_mode: str | None = None,
+        **unknown: Any,
     ) -> None:
-        if horizon is None:
-            if scenario is None:
-                raise TypeError(f"{type(self).__name__} needs scenario= (a YAML path) or horizon=")
-            horizon = Horizon(
-                scenario,
-                episode_length=episode_length,
-                start_offset=start_offset,
-                test_fraction=test_fraction,
-                split_seed=split_seed,
-                lookahead_h=lookahead_h,
-                forecast=forecast,
-                power_flow=power_flow,
-                scenario_seed=scenario_seed,
-                overrides=overrides,
+        owner = type(self).__name__
+        refuse_unknown_arguments(type(self), unknown)
+        # Every argument is a local here, so this picks them by name without repeating them.
+        check_argument_values(owner, locals())
+        try:
+            if horizon is None:
+                if scenario is None:
+                    issue = ConfigIssue(
+                        "scenario", "missing; pass scenario= (a YAML path) or horizon="
+                    )
+                    raise ArgumentError([issue], f"the arguments of {owner}")
+                if isinstance(scenario, str | Path) and not Path(scenario).is_file():
+                    issue = ConfigIssue("scenario", f"no scenario file at {str(scenario)!r}")
+                    raise ArgumentError([issue], f"the arguments of {owner}")
+                horizon = Horizon(
+                    scenario,
+                    episode_length=episode_length,
+                    start_offset=start_offset,
+                    test_fraction=test_fraction,
+                    split_seed=split_seed,
+                    lookahead_h=lookahead_h,
+                    forecast=forecast,
+                    power_flow=power_flow,
+                    scenario_seed=scenario_seed,
+                    overrides=overrides,
+                )
+            horizon.blocks(split)
+            weights = RewardWeights.from_scenario(
+                horizon.loaded,
+                demand_charge_per_kw=demand_charge_per_kw,
+                unmet_penalty_per_kwh=unmet_penalty_per_kwh,
+                carbon_price_per_kg=carbon_price_per_kg,
+                voltage_penalty_per_pu_h=voltage_penalty_per_pu_h,
+                overload_penalty_per_pct_h=overload_penalty_per_pct_h,
+                reward_scale=reward_scale,
             )
+        except ScenarioError as exc:
+            raise as_argument_error(exc, type(self), overrides) from None
         self.horizon = horizon
-        horizon.blocks(split)
         self.split = split
         self.render_mode = render_mode
-        self.weights = RewardWeights.from_scenario(
-            horizon.loaded,
-            demand_charge_per_kw=demand_charge_per_kw,
-            unmet_penalty_per_kwh=unmet_penalty_per_kwh,
-            carbon_price_per_kg=carbon_price_per_kg,
-            voltage_penalty_per_pu_h=voltage_penalty_per_pu_h,
-            overload_penalty_per_pct_h=overload_penalty_per_pct_h,
-            reward_scale=reward_scale,
-        )
+        self.weights = weights
         self.layout = ObservationLayout(horizon, per_charger=self.kind == "charger_fleet")
         self._raw = np.empty((1, self.layout.size))
         low, high = self.layout.bounds()

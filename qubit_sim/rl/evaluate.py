@@ -10,6 +10,10 @@ The policy's observations are normalised by the scales of its model card (those 
 horizon), on any scenario, as the ``rl_policy`` controller normalises them. A baseline is built
 as ``qubit_sim.run`` builds it: with the scenario's ``controller.params`` when it is the
 scenario's own controller (its ``controller.name``), with its defaults otherwise.
+
+Wrong arguments (a folder that holds no model, an unknown split, a scenario whose site gives the
+policy other observations) raise :class:`~qubit_sim.errors.ArgumentError` before any episode
+runs.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from qubit_sim.errors import ConfigIssue, ScenarioError
+from qubit_sim.errors import ArgumentError, ConfigIssue, ScenarioError
 
 __all__ = [
     "BASELINES",
@@ -48,30 +52,75 @@ CARD_KPIS = (
 )
 
 
+_MODEL = "the model folder"
+_EVALUATE = "the arguments of qubit-sim evaluate"
+# Card keys an evaluation or the rl_policy controller cannot do without.
+_CARD_KEYS = ("algo", "env", "scenario", "env_kwargs", "scales", "observation_names")
+
+
 def load_card(folder: str | Path) -> dict[str, Any]:
     """``card.json`` of a model folder.
 
     Raises:
-        ScenarioError: the folder holds no model (names what is missing).
+        ArgumentError: the folder holds no model, or a ``card.json`` that cannot be read (names
+            what is missing or wrong).
     """
+    from qubit_sim.rl.train import ALGOS
+
     folder = Path(folder)
+    train_one = "pass a folder written by `qubit-sim train`"
+    if not folder.exists():
+        raise ArgumentError(
+            [ConfigIssue("model", f"folder {folder} does not exist; {train_one}")], _MODEL
+        )
+    if not folder.is_dir():
+        issue = ConfigIssue(
+            "model", f"{folder} is a file, not a model folder; pass {folder.parent}"
+        )
+        raise ArgumentError([issue], _MODEL)
     issues = [
-        ConfigIssue("model", f"{folder / name} does not exist; train one with `qubit-sim train`")
+        ConfigIssue("model", f"{folder / name} does not exist; {train_one}")
         for name in ("card.json", "policy.zip")
         if not (folder / name).is_file()
     ]
     if issues:
-        raise ScenarioError(issues)
-    card: dict[str, Any] = json.loads((folder / "card.json").read_text())
-    return card
+        raise ArgumentError(issues, _MODEL)
+    path = folder / "card.json"
+    try:
+        card = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArgumentError(
+            [ConfigIssue("model", f"{path} is not valid JSON ({exc})")], _MODEL
+        ) from None
+    if not isinstance(card, dict):
+        raise ArgumentError([ConfigIssue("model", f"{path} holds no JSON object")], _MODEL)
+    missing = [key for key in _CARD_KEYS if key not in card]
+    if missing:
+        issue = ConfigIssue("model", f"{path} lacks {missing}; retrain the model")
+        raise ArgumentError([issue], _MODEL)
+    if card["algo"] not in ALGOS:
+        issue = ConfigIssue("model", f"{path} names algo {card['algo']!r}; known: {list(ALGOS)}")
+        raise ArgumentError([issue], _MODEL)
+    return dict(card)
 
 
 def load_policy(folder: str | Path, card: dict[str, Any] | None = None) -> Any:
-    """The SB3 model of a model folder, on the CPU."""
+    """The SB3 model of a model folder, on the CPU.
+
+    Raises:
+        ArgumentError: no model in the folder, or a ``policy.zip`` SB3 cannot load.
+    """
+    import zipfile
+
     from qubit_sim.rl.train import algo_class
 
     card = card or load_card(folder)
-    return algo_class(card["algo"]).load(Path(folder) / "policy.zip", device="cpu")
+    path = Path(folder) / "policy.zip"
+    try:
+        return algo_class(card["algo"]).load(path, device="cpu")
+    except (OSError, EOFError, KeyError, RuntimeError, ValueError, zipfile.BadZipFile) as exc:
+        message = f"{path} cannot be loaded as a {card['algo']} policy ({exc}); retrain the model"
+        raise ArgumentError([ConfigIssue("model", message)], _MODEL) from None
 
 
 def baseline_params(name: str, loaded: Any) -> dict[str, Any]:
@@ -110,6 +159,52 @@ def _episode_with_policy(env: Any, block: int, model: Any) -> dict[str, Any]:
     return dict(env.episode_kpis())
 
 
+def _observation_mismatch(names: list[str], trained: list[str]) -> str:
+    """How a site's observation features differ from a policy's (``""``: they do not)."""
+    if list(names) == list(trained):
+        return ""
+    if len(names) != len(trained):
+        return f"gives {len(names)} observation features, the policy was trained on {len(trained)}"
+    found, wanted = next((a, b) for a, b in zip(names, trained, strict=True) if a != b)
+    return f"gives feature {found!r} where the policy was trained on {wanted!r}"
+
+
+def _check_arguments(
+    card: dict[str, Any], scenario: str | Path | None, split: str, episodes: int | None
+) -> None:
+    from qubit_sim.rl.horizon import SPLITS
+    from qubit_sim.scenario.loader import suggest
+
+    issues = []
+    if scenario is not None and not Path(scenario).is_file():
+        issues.append(ConfigIssue("scenario", f"no scenario file at {str(scenario)!r}"))
+    elif scenario is None and not Path(card["scenario"]).is_file():
+        issues.append(
+            ConfigIssue(
+                "scenario",
+                f"the policy's scenario {card['scenario']!r} (its card.json) is not here; "
+                "pass one with --scenario",
+            )
+        )
+    if split not in SPLITS:
+        issues.append(
+            ConfigIssue(
+                "split", f"unknown split {split!r}{suggest(split, SPLITS)}; use {list(SPLITS)}"
+            )
+        )
+    if episodes is not None and (
+        isinstance(episodes, bool) or not isinstance(episodes, int) or episodes <= 0
+    ):
+        issues.append(
+            ConfigIssue(
+                "episodes",
+                f"must be a whole number > 0, found {episodes!r}; leave it out for the whole split",
+            )
+        )
+    if issues:
+        raise ArgumentError(issues, _EVALUATE)
+
+
 def _mean(rows: list[dict[str, Any]]) -> dict[str, float]:
     keys = [key for key, value in rows[0].items() if isinstance(value, int | float)]
     return {key: float(np.mean([row[key] for row in rows])) for key in keys}
@@ -140,19 +235,35 @@ def evaluate_model(
         ``{"split", "blocks", "currency", "mean": {controller: {kpi: value}},
         "episodes": {controller: [kpis per block]}, "baseline_params": {baseline: params}}``;
         the policy's entry is ``"policy"``.
+
+    Raises:
+        ArgumentError: no model in ``folder``, an unknown or empty ``split``, ``episodes`` not
+            > 0, no file at ``scenario`` (or at the card's), or a site that gives the policy
+            other observation features than it was trained on.
+        ScenarioError: a problem in the scenario file.
     """
     from qubit_sim.control.registry import make_controller
     from qubit_sim.rl.train import make_env
 
     card = card or load_card(folder)
+    _check_arguments(card, scenario, split, episodes)
     if env is None:
         env = make_env(card["env"], scenario or card["scenario"], **card["env_kwargs"])
+        mismatch = _observation_mismatch(env.observation_names, card["observation_names"])
+        if mismatch:
+            issue = ConfigIssue(
+                "scenario",
+                f"{scenario or card['scenario']} {mismatch} ({card['scenario']}); use a site "
+                "with the same devices",
+            )
+            raise ArgumentError([issue], _EVALUATE)
     if model is None:
         model = load_policy(folder, card)
-    blocks = [int(b) for b in env.horizon.blocks(split)]
+    try:
+        blocks = [int(b) for b in env.horizon.blocks(split)]
+    except ScenarioError as exc:  # an empty split: this scenario holds too few blocks
+        raise ArgumentError(exc.issues, _EVALUATE, exc.source) from None
     if episodes is not None:
-        if episodes <= 0:
-            raise ScenarioError([ConfigIssue("episodes", f"must be > 0, found {episodes}")])
         blocks = blocks[:episodes]
     params = {name: baseline_params(name, env.horizon.loaded) for name in BASELINES}
     per: dict[str, list[dict[str, Any]]] = {"policy": []}

@@ -13,21 +13,30 @@
 Training is deterministic given the seed: SB3's ``set_random_seed`` seeds Python, numpy and torch,
 the environment is reset with the seed, and torch runs single-threaded (thread scheduling changes
 the summation order of its reductions).
+
+Wrong arguments raise :class:`ArgumentError` before anything trains or any folder is written: the
+message names the argument (``env_kwargs.forcast``), the bad value and what is valid, with a "did
+you mean" for a near miss. A problem in the scenario file itself stays a :class:`ScenarioError`
+that names the file.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+import numbers
 import shlex
 import time
+import types
+import typing
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from qubit_sim.errors import ConfigIssue, ScenarioError
+from qubit_sim.errors import ArgumentError, ConfigIssue, ScenarioError
 
 __all__ = [
     "ALGOS",
@@ -45,6 +54,18 @@ _DEFAULT_ENV_KWARGS: dict[str, Any] = {"power_flow": False}
 #: Environment names of the CLI -> env kind (see :mod:`qubit_sim.rl.actions`).
 ENV_KINDS = {"SiteDispatch": "site_dispatch", "ChargerFleet": "charger_fleet"}
 ALGOS = ("PPO", "SAC", "TD3")
+
+
+_TRAIN = "the arguments of qubit-sim train"
+
+
+def _hint(word: Any, choices: Iterable[str]) -> str:
+    """A "did you mean" for ``word`` among ``choices``, also across letter case (``ppo``)."""
+    from qubit_sim.scenario.loader import suggest
+
+    choices = list(choices)
+    return suggest(str(word), choices) or suggest(str(word).upper(), choices)
+
 
 #: Hyperparameters per algorithm, small networks sized for one site on a 2-core CPU.
 DEFAULT_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
@@ -108,20 +129,45 @@ class TrainConfig:
     eval_episodes: int | None = None
 
     def check(self) -> None:
-        """Raise :class:`ScenarioError` naming every invalid field and its fix.
+        """Raise :class:`ArgumentError` naming every invalid field, its value and its fix.
 
         Also flags ``env_kwargs`` the environment does not take, ``hyperparameters`` the
-        algorithm does not take, and values of either that JSON (so the card) cannot hold.
+        algorithm does not take or of the wrong type, and values of either that JSON (so the
+        card) cannot hold. Values of ``env_kwargs`` are checked by the environment, which
+        :func:`train` builds before it trains.
         """
         issues = []
         if self.env not in ENV_KINDS:
-            issues.append(ConfigIssue("env", f"unknown env {self.env!r}; use {list(ENV_KINDS)}"))
+            issues.append(_unknown_name("env", self.env, list(ENV_KINDS)))
         if self.algo not in ALGOS:
-            issues.append(ConfigIssue("algo", f"unknown algo {self.algo!r}; use {list(ALGOS)}"))
-        if self.timesteps <= 0:
-            issues.append(ConfigIssue("timesteps", f"must be > 0, found {self.timesteps}"))
+            issues.append(_unknown_name("algo", self.algo, list(ALGOS)))
+        if not _is_int(self.timesteps) or self.timesteps <= 0:
+            issues.append(
+                ConfigIssue("timesteps", f"must be a whole number > 0, found {self.timesteps!r}")
+            )
+        if not _is_int(self.seed) or not 0 <= self.seed < 2**32:
+            issues.append(
+                ConfigIssue("seed", f"must be a whole number in [0, 2**32), found {self.seed!r}")
+            )
+        if self.eval_episodes is not None and (
+            not _is_int(self.eval_episodes) or self.eval_episodes <= 0
+        ):
+            issues.append(
+                ConfigIssue(
+                    "eval_episodes",
+                    f"must be a whole number > 0 (--episodes), found {self.eval_episodes!r}; "
+                    "leave it out to evaluate the whole test split",
+                )
+            )
         if not Path(self.scenario).is_file():
             issues.append(ConfigIssue("scenario", f"no scenario file at {self.scenario!r}"))
+        folder = Path(self.out) / self.model_name
+        for path in (Path(self.out), folder):
+            if path.exists() and not path.is_dir():
+                issues.append(
+                    ConfigIssue("out", f"{path} is a file, not a folder; choose another --out")
+                )
+                break
         issues += _json_issues("env_kwargs", self.env_kwargs)
         issues += _json_issues("hyperparameters", self.hyperparameters)
         issues += _unknown_env_kwargs(self.env_kwargs)
@@ -139,7 +185,7 @@ class TrainConfig:
                     )
                 )
         if issues:
-            raise ScenarioError(issues)
+            raise ArgumentError(issues, _TRAIN)
 
     @property
     def model_name(self) -> str:
@@ -157,14 +203,14 @@ class TrainConfig:
         keys (tuples become lists, as in ``card.json``).
 
         Raises:
-            ScenarioError: a value of ``env_kwargs`` or ``hyperparameters`` that JSON cannot
+            ArgumentError: a value of ``env_kwargs`` or ``hyperparameters`` that JSON cannot
                 hold (each named).
         """
         env_kwargs = {k: v for k, v in self.env_kwargs.items() if k != "test_fraction"}
         issues = _json_issues("env_kwargs", env_kwargs)
         issues += _json_issues("hyperparameters", self.hyperparameters)
         if issues:
-            raise ScenarioError(issues, f"TrainConfig of {self.model_name}")
+            raise ArgumentError(issues, f"the TrainConfig of {self.model_name}")
         parts = [
             "qubit-sim",
             "train",
@@ -203,18 +249,18 @@ class TrainConfig:
         """The configuration of :meth:`to_dict` (a card's ``config``).
 
         Raises:
-            ScenarioError: unknown keys, or no ``scenario``.
+            ArgumentError: unknown keys, or no ``scenario``.
         """
-        known = {f.name for f in fields(cls)}
+        known = sorted(f.name for f in fields(cls))
         issues = [
-            ConfigIssue(f"config.{key}", f"unknown setting; known: {sorted(known)}")
+            ConfigIssue(f"config.{key}", f"unknown setting{_hint(key, known)}; known: {known}")
             for key in values
             if key not in known
         ]
         if "scenario" not in values:
             issues.append(ConfigIssue("config.scenario", "missing; the scenario YAML path"))
         if issues:
-            raise ScenarioError(issues, "TrainConfig")
+            raise ArgumentError(issues, "a TrainConfig (a model card's config)")
         return cls(**values)
 
 
@@ -231,49 +277,132 @@ def _json_issues(name: str, values: dict[str, Any]) -> list[ConfigIssue]:
     return issues
 
 
-# Set by train() itself (or of no use in training), so not env_kwargs / hyperparameters.
-_TRAIN_SETS_ENV = ("self", "scenario", "horizon", "split", "render_mode")
-_TRAIN_SETS_ALGO = ("self", "policy", "env", "seed", "device", "verbose", "_init_setup_model")
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _unknown_name(path: str, name: Any, known: list[str]) -> ConfigIssue:
+    return ConfigIssue(path, f"unknown {path} {name!r}{_hint(name, known)}; use {known}")
+
+
+# Set by train() itself (or of no use in training), so not env_kwargs / hyperparameters; the
+# option that sets each instead, where there is one.
+_TRAIN_SETS_ENV = {
+    "scenario": "--scenario",
+    "horizon": "",
+    "split": "training uses the 'train' split, the card's evaluation the 'test' one",
+    "render_mode": "",
+}
+_TRAIN_SETS_ALGO = {"policy": "", "env": "--env", "seed": "--seed", "device": "", "verbose": ""}
+
+
+def _reserved(path: str, what: str, setter: str) -> ConfigIssue:
+    how = f" ({setter})" if setter else ""
+    return ConfigIssue(path, f"{what} to set here: train sets it itself{how}; remove it")
 
 
 def _unknown_env_kwargs(env_kwargs: dict[str, Any]) -> list[ConfigIssue]:
+    from qubit_sim.rl.arguments import argument_names
     from qubit_sim.rl.envs import SiteEnv
 
-    known = [p for p in inspect.signature(SiteEnv.__init__).parameters if p not in _TRAIN_SETS_ENV]
-    return [
-        ConfigIssue(f"env_kwargs.{key}", f"not an environment argument; known: {known}")
-        for key in env_kwargs
-        if key not in known
-    ]
+    known = [name for name in argument_names(SiteEnv) if name not in _TRAIN_SETS_ENV]
+    issues = []
+    for key in env_kwargs:
+        path = f"env_kwargs.{key}"
+        if key in _TRAIN_SETS_ENV:
+            issues.append(_reserved(path, "not an environment argument", _TRAIN_SETS_ENV[key]))
+        elif key not in known:
+            message = f"not an environment argument{_hint(key, known)}; known: {known}"
+            issues.append(ConfigIssue(path, message))
+    return issues
 
 
 def _unknown_hyperparameters(algo: str, hyperparameters: dict[str, Any]) -> list[ConfigIssue]:
     parameters = inspect.signature(algo_class(algo).__init__).parameters
-    known = [p for p in parameters if p not in _TRAIN_SETS_ALGO]
-    return [
-        ConfigIssue(f"hyperparameters.{key}", f"not a {algo} hyperparameter; known: {known}")
-        for key in hyperparameters
-        if key not in known
+    known = [
+        name
+        for name in parameters
+        if name not in _TRAIN_SETS_ALGO and name not in ("self", "_init_setup_model")
     ]
+    issues = []
+    for key, value in hyperparameters.items():
+        path = f"hyperparameters.{key}"
+        if key in _TRAIN_SETS_ALGO:
+            issues.append(_reserved(path, f"not a {algo} hyperparameter", _TRAIN_SETS_ALGO[key]))
+        elif key not in known:
+            message = f"not a {algo} hyperparameter{_hint(key, known)}; known: {known}"
+            issues.append(ConfigIssue(path, message))
+        else:
+            expected = _json_kinds(parameters[key].annotation)
+            if expected and not any(_is_kind(value, kind) for kind in expected):
+                wanted = " or ".join(_KIND_WORDS[kind] for kind in expected)
+                issues.append(ConfigIssue(path, f"must be {wanted}, found {value!r}"))
+    return issues
+
+
+_KIND_WORDS = {
+    int: "a whole number",
+    float: "a number",
+    bool: "true or false",
+    str: "a string",
+    type(None): "null",
+}
+
+
+def _json_kinds(annotation: Any) -> list[type]:
+    """The JSON kinds an SB3 argument annotated ``annotation`` takes (``[]``: not checked).
+
+    Callables (schedules) cannot come from JSON and are left out; an annotation with any other
+    kind (dicts, tuples, classes) is left to SB3 to check.
+    """
+    members = typing.get_args(annotation) if _is_union(annotation) else (annotation,)
+    kinds = [m for m in members if typing.get_origin(m) is not _CALLABLE and m is not _CALLABLE]
+    if not kinds or not all(kind in _KIND_WORDS for kind in kinds):
+        return []
+    return kinds
+
+
+_CALLABLE = typing.get_origin(typing.Callable[[float], float])
+
+
+def _is_union(annotation: Any) -> bool:
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType)
+
+
+def _is_kind(value: Any, kind: type) -> bool:
+    if kind is int:
+        return _is_int(value)
+    if kind is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    return isinstance(value, kind)
 
 
 def algo_class(algo: str) -> Any:
-    """The SB3 class of ``algo`` (``"PPO"``, ``"SAC"``, ``"TD3"``)."""
+    """The SB3 class of ``algo`` (``"PPO"``, ``"SAC"``, ``"TD3"``).
+
+    Raises:
+        ArgumentError: an unknown ``algo`` (with a "did you mean").
+    """
     import stable_baselines3
 
     if algo not in ALGOS:
-        raise ScenarioError([ConfigIssue("algo", f"unknown algo {algo!r}; use {list(ALGOS)}")])
+        raise ArgumentError([_unknown_name("algo", algo, list(ALGOS))], "the algorithm name")
     return getattr(stable_baselines3, algo)
 
 
 def make_env(
     env: str, scenario: str | Path | None = None, horizon: Any = None, **env_kwargs: Any
 ) -> Any:
-    """A :class:`~qubit_sim.rl.envs.SiteDispatchEnv` or ``ChargerFleetEnv`` by CLI name."""
+    """A :class:`~qubit_sim.rl.envs.SiteDispatchEnv` or ``ChargerFleetEnv`` by CLI name.
+
+    Raises:
+        ArgumentError: an unknown ``env`` (with a "did you mean"), or invalid ``env_kwargs``.
+        ScenarioError: a problem in the scenario file.
+    """
     from qubit_sim.rl.envs import ChargerFleetEnv, SiteDispatchEnv
 
     if env not in ENV_KINDS:
-        raise ScenarioError([ConfigIssue("env", f"unknown env {env!r}; use {list(ENV_KINDS)}")])
+        raise ArgumentError([_unknown_name("env", env, list(ENV_KINDS))], "the environment name")
     cls = SiteDispatchEnv if env == "SiteDispatch" else ChargerFleetEnv
     if horizon is not None:
         kwargs = {k: v for k, v in env_kwargs.items() if k in _ENV_ONLY_KWARGS}
@@ -367,8 +496,14 @@ def _plot_curve(curve: list[tuple[int, float]], path: Path, title: str) -> None:
 def train(config: TrainConfig, *, progress: bool = False, evaluate: bool = True) -> Path:
     """Train a policy and write its model folder; returns the folder.
 
+    The environment and the model are built before the folder is made, so wrong arguments
+    leave nothing on disk.
+
     Raises:
-        ScenarioError: an invalid configuration or scenario.
+        ArgumentError: invalid arguments (:meth:`TrainConfig.check`, values of ``env_kwargs``
+            the environment refuses, hyperparameters SB3 refuses, an ``out`` that cannot be
+            made).
+        ScenarioError: a problem in the scenario file.
     """
     config.check()
     import torch
@@ -377,14 +512,11 @@ def train(config: TrainConfig, *, progress: bool = False, evaluate: bool = True)
     from stable_baselines3.common.utils import set_random_seed
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    folder = Path(config.out) / config.model_name
-    folder.mkdir(parents=True, exist_ok=True)
     wall_start = time.perf_counter()
-
     torch.set_num_threads(1)
     set_random_seed(config.seed)
     env_kwargs = {**config.env_kwargs, "test_fraction": config.test_fraction}
-    env = make_env(config.env, config.scenario, split="train", **env_kwargs)
+    env = _training_env(config, env_kwargs, evaluate)
     env.reset(seed=config.seed)
     env.action_space.seed(config.seed)
     vec_env = DummyVecEnv([lambda: Monitor(env)])
@@ -394,9 +526,21 @@ def train(config: TrainConfig, *, progress: bool = False, evaluate: bool = True)
         # A run shorter than one rollout trains on one rollout of its own length.
         hyper["n_steps"] = max(config.timesteps, 2)
         hyper["batch_size"] = min(hyper["batch_size"], hyper["n_steps"])
-    model = algo_class(config.algo)(
-        "MlpPolicy", vec_env, seed=config.seed, device="cpu", verbose=0, **hyper
-    )
+    try:
+        model = algo_class(config.algo)(
+            "MlpPolicy", vec_env, seed=config.seed, device="cpu", verbose=0, **hyper
+        )
+    except (AssertionError, TypeError, ValueError) as exc:
+        # SB3 checks its arguments with asserts and the policy's constructor.
+        given = json.dumps(config.hyperparameters)
+        issue = ConfigIssue("hyperparameters", f"{config.algo} refused {given}: {exc}")
+        raise ArgumentError([issue], _TRAIN) from None
+    folder = Path(config.out) / config.model_name
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        issue = ConfigIssue("out", f"cannot make the model folder {folder}: {exc.strerror}")
+        raise ArgumentError([issue], _TRAIN) from None
     model.set_logger(Logger(folder=None, output_formats=[]))
     recorder = _Recorder(config.timesteps, progress)
     model.learn(total_timesteps=config.timesteps, callback=recorder)
@@ -447,6 +591,29 @@ def train(config: TrainConfig, *, progress: bool = False, evaluate: bool = True)
 
     write_model_card(folder, card)
     return folder
+
+
+def _training_env(config: TrainConfig, env_kwargs: dict[str, Any], evaluate: bool) -> Any:
+    """The training environment; its argument errors name the ``TrainConfig`` field. With
+    ``evaluate``, an empty test split is refused here rather than after training."""
+    try:
+        env = make_env(config.env, config.scenario, split="train", **env_kwargs)
+    except ArgumentError as exc:
+        issues = [
+            ConfigIssue(
+                issue.path if issue.path == "test_fraction" else f"env_kwargs.{issue.path}",
+                issue.message,
+            )
+            for issue in exc.issues
+        ]
+        raise ArgumentError(issues, _TRAIN, exc.source) from None
+    if evaluate:
+        try:
+            env.horizon.blocks("test")
+        except ScenarioError as exc:
+            issues = [ConfigIssue("test_fraction", issue.message) for issue in exc.issues]
+            raise ArgumentError(issues, _TRAIN, exc.source) from None
+    return env
 
 
 def _versions() -> dict[str, str]:

@@ -41,6 +41,7 @@ from qubit_sim.rl.actions import (
     charger_projection,
     ev_level_projection,
 )
+from qubit_sim.rl.arguments import check_argument_values, refuse_unknown_arguments
 from qubit_sim.rl.features import ObservationLayout
 from qubit_sim.rl.horizon import Horizon
 from qubit_sim.rl.reward import (
@@ -109,7 +110,10 @@ class SiteVectorEnv(VectorEnv):
         reward_scale: float = 1.0,
         power_flow: bool | None = False,
         render_mode: str | None = None,
+        **unknown: Any,
     ) -> None:
+        refuse_unknown_arguments(type(self), unknown)
+        check_argument_values(type(self).__name__, locals())
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         if power_flow:

@@ -38,6 +38,7 @@ __all__ = [
     "load_scenario_text",
     "nearest_line",
     "parse_yaml_mapping",
+    "suggest",
     "yaml_line_map",
 ]
 

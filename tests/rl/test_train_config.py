@@ -245,7 +245,10 @@ def test_check_names_unknown_or_reserved_settings() -> None:
     for name in ("env_kwargs.forecst", "env_kwargs.split", "hyperparameters.n_epochs"):
         assert name in message
     assert "hyperparameters.seed: not a SAC hyperparameter" in message
-    assert "env_kwargs.forecst: not an environment argument; known: ['episode_length'" in message
+    assert (
+        "env_kwargs.forecst: not an environment argument (did you mean 'forecast'?); known: "
+        "['episode_length'"
+    ) in message
 
 
 def test_unknown_setting_from_the_cli_exits_2_before_training(tmp_path: Path) -> None:
