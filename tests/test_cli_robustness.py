@@ -29,7 +29,9 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import qubit_sim
-from qubit_sim.cli import _print_settlement, _repeat_list_flags, app
+from qubit_sim.cli import app
+from qubit_sim.cli.experiments import _repeat_list_flags
+from qubit_sim.cli.settle import _print_settlement
 from qubit_sim.scenario.loader import load_scenario
 from qubit_sim.stack.settle.run import settle_results
 
