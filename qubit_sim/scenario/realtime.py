@@ -600,7 +600,10 @@ class RealtimeSimulation(WireSimulation):
             raise ListenError(host, self.csms_port, reason, setting) from None
         self.endpoints.append((host, csms.port))
         table = self.endpoint_table
-        allowed = ", ".join(sorted(self.allowed)) or "twins only"
+        if self.csms_url is None:
+            allowed = ", ".join(sorted(self.allowed)) or "twins only"
+        else:  # the twins connect to the external CSMS; only listed charge points come here
+            allowed = ", ".join(sorted(self.allowed)) or "nobody (twins use --csms-url)"
         table.append(Endpoint("csms", "csms", csms.url, f"OCPP 1.6J/2.0.1; admits {allowed}"))
         devices = self.devices
         url = self.csms_url or csms.url
@@ -748,13 +751,16 @@ def serve(
         if controller_name != "uncontrolled":
             notices.append(
                 f"chargers connect to the external CSMS {csms_url}, which the stack cannot reach: "
-                f"running 'uncontrolled' instead of {controller_name!r}"
+                f"running 'uncontrolled' instead of {controller_name!r} for the whole site (the "
+                "battery and PV then follow only what Modbus clients write)"
             )
         controller_name = "uncontrolled"
     for notice in notices:
-        LOGGER.warning("%s", notice)
+        # Said once: to the caller when it listens (the CLI prints notes), else to the log.
         if notify is not None:
             notify(notice)
+        else:
+            LOGGER.warning("%s", notice)
 
     allowed = {cp.identity: cp.password for cp in spec.charge_points}
     return runner.run_loaded(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import re
 import signal
@@ -361,8 +362,9 @@ def test_lag_stats_mean_never_exceeds_max(samples: list[tuple[float, bool]]) -> 
 
 
 def test_with_an_external_csms_the_twins_boot_there_and_the_run_is_uncontrolled(
-    scenario: Path, tmp_path: Path, external_csms: Csms
+    scenario: Path, tmp_path: Path, external_csms: Csms, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="qubit_sim.realtime")
     notices: list[str] = []
     result = serve(
         scenario,
@@ -376,8 +378,33 @@ def test_with_an_external_csms_the_twins_boot_there_and_the_run_is_uncontrolled(
     assert result.manifest["controller"] == "uncontrolled"
     assert result.manifest["realtime"]["external_csms"] == external_csms.url
     assert notices and "uncontrolled" in notices[0] and "rule_based" in notices[0]
+    # Said once, to the caller that listens, and it says the battery and PV lose their control.
+    assert len(notices) == 1 and "battery and PV" in notices[0]
+    assert not [r for r in caplog.records if "uncontrolled" in r.getMessage()]
+    (stack_csms,) = [e for e in result.manifest["realtime"]["endpoints"] if e["kind"] == "csms"]
+    # The stack's CSMS admits only the listed outside charge points: the twins went elsewhere.
+    assert stack_csms["detail"] == "OCPP 1.6J/2.0.1; admits EXT-CP-1"
     booted = {cp_id for cp_id, r in external_csms.state.charge_points.items() if r.boots >= 1}
     assert booted == {f"office{i}" for i in range(1, 7)}
+
+
+def test_with_an_external_csms_and_no_listed_charge_points_the_stack_csms_admits_nobody(
+    scenario: Path, tmp_path: Path, external_csms: Csms
+) -> None:
+    text = scenario.read_text()
+    alone = tmp_path / "alone.yaml"
+    alone.write_text(text[: text.index("  charge_points:")])
+    result = serve(
+        alone,
+        ServeOptions(factor=3600, csms_port=0, modbus_base_port=0, csms_url=external_csms.url),
+        out=tmp_path / "run",
+        until_s=300,
+        plots=False,
+        settle=False,
+        notify=lambda _: None,
+    )
+    (stack_csms,) = [e for e in result.manifest["realtime"]["endpoints"] if e["kind"] == "csms"]
+    assert stack_csms["detail"] == "OCPP 1.6J/2.0.1; admits nobody (twins use --csms-url)"
 
 
 # ------------------------------------------------------------------------------------ CLI
