@@ -126,6 +126,7 @@ class Csms:
         self._sessions: dict[str, Any] = {}
         self._server: Any = None
         self._remote_start_ids = 0
+        self._request_ids = 0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -187,6 +188,11 @@ class Csms:
         """A fresh 2.0.1 remoteStartId."""
         self._remote_start_ids += 1
         return self._remote_start_ids
+
+    def next_request_id(self) -> int:
+        """A fresh 2.0.1 requestId (GetBaseReport)."""
+        self._request_ids += 1
+        return self._request_ids
 
     # -- connections -----------------------------------------------------------------------
 
@@ -371,6 +377,20 @@ class Csms:
     ) -> CommandResult:
         """TriggerMessage (``Heartbeat``, ``StatusNotification``, ``MeterValues``, ...)."""
         return await self._session(cp_id).op_trigger(message, connector)
+
+    async def get_base_report(
+        self, cp_id: str, report_base: str = "FullInventory"
+    ) -> CommandResult:
+        """Ask a 2.0.1 station for a device model report (``FullInventory``,
+        ``ConfigurationInventory`` or ``SummaryInventory``).
+
+        The result's ``detail`` is the requestId; the report arrives afterwards in NotifyReport
+        messages and collects in ``state.charge_points[cp_id].reports[request_id]``.
+
+        Raises:
+            ProtocolError: for a 1.6 charge point, or when the station cannot be reached.
+        """
+        return await self._session(cp_id).op_base_report(report_base)
 
     async def get_configuration(
         self, cp_id: str, keys: list[str] | None = None

@@ -5,9 +5,10 @@
 * The quantisation the wire imposes on limits (0.1 W / 0.1 A), exposed so in-process links can apply
   the same rounding.
 * :class:`RobustRouting`, a mixin for ``ocpp`` ``ChargePoint`` classes that answers malformed
-  frames with the CALLERROR the specification asks for instead of dropping them, and that keeps
+  frames with the CALLERROR the specification asks for instead of dropping them, answers a CALL
+  it has no handler for with the code OCPP-J prescribes (:func:`unhandled_call_error`), and keeps
   the receive loop alive whatever a peer sends; given an :class:`OcppTraffic` it counts the
-  frames it receives.
+  frames it receives. The charge point twins and the CSMS both route through it.
 * :func:`inline_validation`, which has the library validate messages in the event loop's thread.
 """
 
@@ -27,6 +28,8 @@ from typing import Any
 from ocpp import messages as ocpp_messages
 from ocpp.exceptions import InternalError, OCPPError
 from ocpp.messages import Call, CallError, CallResult
+from ocpp.v16.enums import Action as Action16
+from ocpp.v201.enums import Action as Action201
 
 __all__ = [
     "DEFAULT_EPOCH",
@@ -45,6 +48,7 @@ __all__ = [
     "quantize_kw",
     "quantize_limit",
     "sim_to_iso",
+    "unhandled_call_error",
     "version_of_subprotocol",
 ]
 
@@ -160,6 +164,33 @@ _CODES: dict[str, dict[str, str]] = {
 }
 
 
+#: The actions each version defines (a CALL naming another action is not known to us).
+_ACTIONS: dict[str, frozenset[str]] = {
+    "1.6": frozenset(action.value for action in Action16),
+    "2.0.1": frozenset(action.value for action in Action201),
+}
+
+# OCPP-J 1.6 §4.2.3 table 7 and 2.0.1 part 4 §4.3 word these two alike.
+_NOT_KNOWN = "Requested Action is not known by receiver"
+_NOT_SUPPORTED = "Requested Action is recognized but not supported by the receiver"
+
+
+def unhandled_call_error(call: Call, version: str) -> CallError:
+    """The CALLERROR answering a CALL that has no handler.
+
+    An action the version does not define is *not known* (``NotImplemented``); one it defines
+    but this side does not handle is *recognized but not supported* (``NotSupported``). The
+    ``ocpp`` library (2.1.0, ``ChargePoint._handle_call``) answers the other way round.
+    """
+    if call.action in _ACTIONS[version]:
+        code, description = "NotSupported", _NOT_SUPPORTED
+        cause = f"{call.action} is not supported by this OCPP {version} endpoint"
+    else:
+        code, description = "NotImplemented", _NOT_KNOWN
+        cause = f"{call.action!r} is not an OCPP {version} action"
+    return CallError(call.unique_id, code, description, {"cause": cause})
+
+
 def error_code(kind: str, version: str) -> str:
     """CALLERROR code of a frame-level problem (``format``, ``rpc``, ``message_type``)."""
     return _CODES[version][kind]
@@ -188,18 +219,23 @@ class FrameError(Exception):
 def parse_frame(raw: str | bytes, version: str) -> Call | CallResult | CallError:
     """Parse one websocket message into an OCPP-J RPC frame.
 
+    A frame whose message id cannot be read (not UTF-8, not JSON, not an array) is answered
+    with id ``"-1"``: in 2.0.1 with ``RpcFrameworkError`` (part 4: "MessageId could not be
+    read"); 1.6 has no such code and says ``FormationViolation`` for a frame that is not JSON.
+
     Raises:
         FrameError: when the frame is malformed; ``code`` says how to answer.
     """
+    unreadable = error_code("format" if version == "1.6" else "rpc", version)
     if isinstance(raw, bytes | bytearray):
         try:
             raw = bytes(raw).decode("utf-8")
         except UnicodeDecodeError:
-            raise FrameError("-1", error_code("format", version), "frame is not UTF-8") from None
+            raise FrameError("-1", unreadable, "frame is not UTF-8") from None
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError):
-        raise FrameError("-1", error_code("format", version), "frame is not valid JSON") from None
+        raise FrameError("-1", unreadable, "frame is not valid JSON") from None
     if not isinstance(data, list) or not data:
         raise FrameError("-1", error_code("rpc", version), "frame is not a non-empty JSON array")
     type_id = data[0]
@@ -263,7 +299,8 @@ class RobustRouting:
     The library logs and drops frames it cannot parse, and an unexpected exception while routing
     ends its receive loop. This routing replies with the CALLERROR of the negotiated version
     (``"-1"`` as id when the frame's id cannot be read), never raises out of the loop for a bad
-    frame, and only lets connection errors through.
+    frame, and only lets connection errors through. A CALL without an ``@on`` handler is
+    answered by :func:`unhandled_call_error` before the library sees it.
 
     Attributes:
         traffic: Where received frames are counted (``None``: not counted).
@@ -288,6 +325,11 @@ class RobustRouting:
         if isinstance(msg, Call):
             if self.traffic is not None:
                 self.traffic.calls[msg.action] += 1
+            handlers = self.route_map.get(msg.action)  # type: ignore[attr-defined]
+            if handlers is None or "_on_action" not in handlers:
+                reply = unhandled_call_error(msg, self._ocpp_version)
+                await self._send(reply.to_json())  # type: ignore[attr-defined]
+                return
             try:
                 await self._handle_call(msg)  # type: ignore[attr-defined]
             except ConnectionClosed:

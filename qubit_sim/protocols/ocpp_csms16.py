@@ -9,6 +9,7 @@ from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
 
+from qubit_sim.errors import ProtocolError
 from qubit_sim.protocols.ocpp_csms_session import CsmsSession, schedule_periods
 from qubit_sim.protocols.ocpp_csms_state import CommandResult, CompositeSchedule
 
@@ -165,6 +166,13 @@ class Csms16Session(CsmsSession, ChargePoint):
                 connector_id=connector, type="Operative" if operative else "Inoperative"
             ),
             accepted=("Accepted", "Scheduled"),
+        )
+
+    async def op_base_report(self, report_base: str) -> CommandResult:
+        """1.6 has no device model reports."""
+        raise ProtocolError(
+            f"charge point {self.id!r} speaks OCPP 1.6, which has no GetBaseReport; "
+            "read its configuration with get_configuration instead"
         )
 
     async def op_reset(self, hard: bool) -> CommandResult:

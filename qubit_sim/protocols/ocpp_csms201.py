@@ -97,6 +97,27 @@ class Csms201Session(CsmsSession, ChargePoint):
         self.server.state.meter_values(self.id, evse_id, tx_id, self._samples(meter_value))
         return call_result.MeterValues()
 
+    @on(Action.notify_report)
+    def on_notify_report(
+        self,
+        request_id: int,
+        generated_at: str,
+        seq_no: int,
+        report_data: list[dict[str, Any]] | None = None,
+        tbc: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        self._check_time(generated_at)
+        self.server.state.notify_report(
+            self.id, request_id, seq_no, generated_at, bool(tbc), report_data
+        )
+        return call_result.NotifyReport()
+
+    @on(Action.data_transfer)
+    def on_data_transfer(self, vendor_id: str, **kwargs: Any) -> Any:
+        # The CSMS knows no vendor extensions: the vendor id is unknown to it.
+        return call_result.DataTransfer(status="UnknownVendorId")
+
     # -- requests to the charging station ---------------------------------------------------
 
     def _clear_limit_call(self, profile_id: int) -> Any:
@@ -178,6 +199,15 @@ class Csms201Session(CsmsSession, ChargePoint):
                 evse={"id": connector} if connector else None,
             ),
             accepted=("Accepted", "Scheduled"),
+        )
+
+    async def op_base_report(self, report_base: str) -> CommandResult:
+        """GetBaseReport with a fresh requestId (the result's ``detail``); the report itself
+        arrives in NotifyReport messages, in ``state.charge_points[id].reports``."""
+        request_id = self.server.next_request_id()
+        return await self._command(
+            call.GetBaseReport(request_id=request_id, report_base=report_base),
+            detail=str(request_id),
         )
 
     async def op_reset(self, hard: bool) -> CommandResult:

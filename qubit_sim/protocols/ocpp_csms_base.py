@@ -45,6 +45,10 @@ class CsmsContext(Protocol):
         """A fresh 2.0.1 remoteStartId."""
         ...
 
+    def next_request_id(self) -> int:
+        """A fresh 2.0.1 requestId (GetBaseReport)."""
+        ...
+
 
 class CsmsSessionBase(RobustRouting):
     """Mixin of the CSMS sessions: :meth:`request` sends one CALL and waits for its answer.

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from qubit_sim.protocols.ocpp_common import parse_iso
+from qubit_sim.protocols.ocpp_device_report import DeviceReport
 from qubit_sim.protocols.ocpp_meter import MeterSample
 
 __all__ = [
@@ -178,6 +180,8 @@ class ChargePointRecord:
     connects: int = 0
     last_heartbeat: str | None = None
     connectors: dict[int, ConnectorRecord] = field(default_factory=dict)
+    #: 2.0.1 device model reports by requestId (GetBaseReport -> NotifyReport).
+    reports: dict[int, DeviceReport] = field(default_factory=dict)
 
 
 def _later_or_same(new: str, old: str) -> bool:
@@ -224,6 +228,21 @@ class CsmsState:
         record = self.charge_point(cp_id)
         record.vendor, record.model = vendor, model
         record.boots += 1
+
+    def notify_report(
+        self,
+        cp_id: str,
+        request_id: int,
+        seq_no: int,
+        generated_at: str,
+        tbc: bool,
+        report_data: list[dict[str, Any]] | None,
+    ) -> DeviceReport:
+        """A 2.0.1 NotifyReport; returns the report it belongs to."""
+        reports = self.charge_point(cp_id).reports
+        report = reports.setdefault(request_id, DeviceReport(request_id))
+        report.add(seq_no, generated_at, tbc, report_data)
+        return report
 
     def status_16(self, cp_id: str, connector: int, status: str, error_code: str) -> None:
         """A 1.6 StatusNotification."""

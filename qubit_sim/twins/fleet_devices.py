@@ -222,8 +222,11 @@ class SiteDevices:
 class FleetCharger:
     """Charger ``i`` of the fleet as a one-connector :class:`ChargerDevice`.
 
-    The physics never needs a transaction to deliver energy (a ``fast`` run has none); a
-    transaction stopped while the EV stays plugged halts the charger until the next EV.
+    The physics never needs a transaction to deliver energy (a ``fast`` run has none). A
+    transaction that ends while the EV stays plugged (stopped, or ended by making the charger
+    unavailable) halts the charger, so that the EV does not go on charging by itself with no
+    transaction; the halt lasts until a new transaction starts for that EV (a remote start acts
+    as a local authorisation, OCPP 1.6 §5.11 / 2.0.1 F01) or the next EV plugs in.
     """
 
     def __init__(self, devices: SiteDevices, i: int) -> None:
@@ -337,19 +340,25 @@ class FleetCharger:
         return None if math.isnan(value) else value
 
     def start_transaction(self, connector: int) -> bool:
-        """Mark a transaction for the plugged EV; ``False`` without an EV, if unavailable or
-        already running."""
+        """Mark a transaction for the plugged EV; ``False`` without an EV, if unavailable,
+        faulted or already running. A halt left by an earlier transaction of the same EV ends:
+        the EV charges again under the held limit."""
         self._check(connector)
-        session = self._fleet.session[self.i]
-        if session < 0 or not self._d.charger_available[self.i] or self._in_tx():
+        d, i = self._d, self.i
+        session = self._fleet.session[i]
+        if session < 0 or not d.charger_available[i] or d.charger_faulted[i] or self._in_tx():
             return False
-        self._d.charger_tx_session[self.i] = session
-        self._d.charger_used_session[self.i] = session
+        d.charger_tx_session[i] = session
+        d.charger_used_session[i] = session
+        if d.charger_halted_session[i] == session:
+            d.charger_halted_session[i] = -1
+            d._update_charger(i)
         self._reread_meter()
         return True
 
     def stop_transaction(self, connector: int) -> bool:
-        """End the transaction; an EV still plugged in then gets no more energy."""
+        """End the transaction; an EV still plugged in then gets no more energy until a new
+        transaction starts for it."""
         self._check(connector)
         d, i = self._d, self.i
         was = int(d.charger_tx_session[i])
@@ -363,11 +372,12 @@ class FleetCharger:
         return True
 
     def set_available(self, connector: int, available: bool) -> None:
-        """(Un)make available; an unavailable charger delivers nothing and ends its transaction."""
+        """(Un)make available; an unavailable charger delivers nothing and ends its transaction
+        (as :meth:`stop_transaction` does, so it does not resume when made available again)."""
         self._check(connector)
-        self._d.charger_available[self.i] = bool(available)
         if not available:
-            self._d.charger_tx_session[self.i] = -1
+            self.stop_transaction(connector)
+        self._d.charger_available[self.i] = bool(available)
         self._d._update_charger(self.i)
 
 

@@ -8,7 +8,8 @@ messages; nothing here waits for the network (a handler must never await a call 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from qubit_sim.protocols.ocpp_common import quantize_limit, sim_to_iso
 from qubit_sim.twins.charger_device import ConnectorStatus
@@ -157,6 +158,34 @@ class TwinCommands(TwinTransactions):
         self._pending_remote[connector] = (id_tag, remote_start_id, profile, deadline)
         self._wake.set()
         return True
+
+    def cmd_unlock(self, connector: int, *, end_transaction: bool) -> str:
+        """Unlock ``connector``: ``"Unlocked"``, ``"Ongoing"`` (a transaction runs and is kept)
+        or ``"Unknown"`` (no such connector).
+
+        The twin has no lock actuator, so unlocking always succeeds; the EV stays plugged in
+        until it leaves. With ``end_transaction`` (OCPP 1.6 §5.18) a running transaction ends
+        first, with reason ``UnlockCommand``; without (2.0.1 F05) it is kept.
+        """
+        if connector not in self.connectors:
+            return "Unknown"
+        if connector in self._tx:
+            if not end_transaction:
+                return "Ongoing"
+            self.end_transaction(connector, StopReason.UNLOCK_COMMAND, self.now())
+            self._wake.set()
+        return "Unlocked"
+
+    def queue_messages(self, builders: Sequence[Callable[[], Any]]) -> None:
+        """Send the messages ``builders`` build, in order, from the next tick on (each is built
+        when it first goes out; one built as ``None`` is skipped).
+
+        They are kept like transaction messages (queued until sent): a CSMS may ask for a
+        report before the twin has processed the boot answer, when state messages are dropped.
+        """
+        for build in builders:
+            self._enqueue(build, tx_related=True)
+        self._wake.set()
 
     def cmd_remote_stop(self, transaction_id: str) -> bool:
         """Stop the transaction with wire id ``transaction_id``."""

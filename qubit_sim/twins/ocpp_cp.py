@@ -35,6 +35,7 @@ from qubit_sim.twins.ocpp_commands import TwinCommands
 from qubit_sim.twins.ocpp_config import TwinConfig
 from qubit_sim.twins.ocpp_cp16 import V16Codec, V16Session
 from qubit_sim.twins.ocpp_cp201 import V201Codec, V201Session
+from qubit_sim.twins.ocpp_device_model import DeviceModel
 from qubit_sim.twins.ocpp_tx import Transaction
 
 __all__ = ["OcppChargePointTwin"]
@@ -102,7 +103,10 @@ class OcppChargePointTwin(TwinCommands):
             clock=clock,
             codec=codec,
             config=TwinConfig(
-                device.n_connectors, heartbeat_s=heartbeat_s, meter_interval_s=meter_interval_s
+                device.n_connectors,
+                heartbeat_s=heartbeat_s,
+                meter_interval_s=meter_interval_s,
+                phases=[device.phases(c) for c in range(1, device.n_connectors + 1)],
             ),
             password=password,
             ssl_context=ssl_context,
@@ -110,6 +114,10 @@ class OcppChargePointTwin(TwinCommands):
             backoff_initial_s=backoff_initial_s,
             backoff_max_s=backoff_max_s,
             rng=rng,
+        )
+        #: The 2.0.1 device model (GetVariables, SetVariables, GetBaseReport).
+        self.device_model = DeviceModel(
+            self.config, device, vendor=vendor, model=model, availability=codec.status_value
         )
 
     def _make_session(self, ws: Any) -> Any:

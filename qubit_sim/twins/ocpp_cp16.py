@@ -200,3 +200,22 @@ class V16Session(TwinSession, ChargePoint):
         if status == "Accepted":
             self.twin.config_changed()
         return call_result.ChangeConfiguration(status=status)
+
+    @on(Action.unlock_connector)
+    def on_unlock_connector(self, connector_id: int, **kwargs: Any) -> Any:
+        outcome = self.twin.cmd_unlock(connector_id, end_transaction=True)
+        # 1.6 answers an unknown connector with NotSupported (UnlockStatus has no other fit).
+        return call_result.UnlockConnector(
+            status="Unlocked" if outcome == "Unlocked" else "NotSupported"
+        )
+
+    @on(Action.data_transfer)
+    def on_data_transfer(self, vendor_id: str, **kwargs: Any) -> Any:
+        # The twin knows no vendor extensions: the vendor id is unknown to it (§5.6).
+        return call_result.DataTransfer(status="UnknownVendorId")
+
+    @on(Action.clear_cache)
+    def on_clear_cache(self, **kwargs: Any) -> Any:
+        # The twin keeps no Authorization Cache (every token is authorised online, see
+        # LocalPreAuthorize), so after this request it holds none: the clear succeeded.
+        return call_result.ClearCache(status="Accepted")

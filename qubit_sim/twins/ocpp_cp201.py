@@ -6,19 +6,21 @@ Each connector of the device is one EVSE with a single connector (``evse.id == c
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
-from ocpp.routing import on
+from ocpp.routing import after, on
 from ocpp.v201 import ChargePoint, call, call_result
 from ocpp.v201.enums import Action
 
+from qubit_sim.protocols.ocpp_common import sim_to_iso
 from qubit_sim.protocols.ocpp_meter import MeterSample
 from qubit_sim.twins.charger_device import ConnectorStatus
 from qubit_sim.twins.ocpp_cp_common import CodecBase, TwinSession, accepted_or_rejected
 from qubit_sim.twins.ocpp_smart import profile_from_v201
 from qubit_sim.twins.ocpp_tx import StopReason, Transaction
 
-__all__ = ["V201Codec", "V201Session"]
+__all__ = ["REPORT_ITEMS_PER_MESSAGE", "V201Codec", "V201Session"]
 
 _CONNECTOR_STATUS = {
     ConnectorStatus.AVAILABLE: "Available",
@@ -42,7 +44,18 @@ _ENDINGS = {
     StopReason.SOFT_RESET: ("ResetCommand", "ImmediateReset"),
     StopReason.HARD_RESET: ("ResetCommand", "ImmediateReset"),
     StopReason.DEAUTHORIZED: ("Deauthorized", "DeAuthorized"),
+    # 2.0.1 keeps a transaction on UnlockConnector (F05); the reason list has no such entry.
+    StopReason.UNLOCK_COMMAND: ("UnlockCommand", "Other"),
     StopReason.OTHER: ("AbnormalCondition", "Other"),
+}
+
+#: ReportData entries per NotifyReport message of a base report.
+REPORT_ITEMS_PER_MESSAGE = 20
+
+_UNLOCK = {
+    "Unlocked": "Unlocked",
+    "Ongoing": "OngoingAuthorizedTransaction",
+    "Unknown": "UnknownConnector",
 }
 
 
@@ -169,6 +182,24 @@ class V201Codec(CodecBase):
             evse_id=connector, meter_value=self._meter_values(sample, "Trigger")
         )
 
+    def notify_reports(
+        self, request_id: int, entries: list[dict[str, Any]], timestamp: str
+    ) -> list[Any]:
+        """The NotifyReport messages of one report: ``seqNo`` from 0, ``tbc`` on all but the
+        last, :data:`REPORT_ITEMS_PER_MESSAGE` entries each."""
+        size = REPORT_ITEMS_PER_MESSAGE
+        chunks = [entries[i : i + size] for i in range(0, len(entries), size)] or [[]]
+        return [
+            call.NotifyReport(
+                request_id=request_id,
+                generated_at=timestamp,
+                seq_no=seq_no,
+                report_data=chunk or None,
+                tbc=seq_no < len(chunks) - 1,
+            )
+            for seq_no, chunk in enumerate(chunks)
+        ]
+
 
 class V201Session(TwinSession, ChargePoint):
     """The 2.0.1 websocket session of a twin: answers the CSMS's requests."""
@@ -269,10 +300,10 @@ class V201Session(TwinSession, ChargePoint):
         results = []
         for item in get_variable_data:
             component, variable = item["component"], item["variable"]
-            status, value = self.twin.config.get_v201(component["name"], variable["name"])
+            status, value = self.twin.device_model.get(component, variable["name"])
             entry: dict[str, Any] = {
                 "attributeStatus": status,
-                "component": {"name": component["name"]},
+                "component": _component(component),
                 "variable": {"name": variable["name"]},
             }
             if value is not None:
@@ -286,17 +317,80 @@ class V201Session(TwinSession, ChargePoint):
         changed = False
         for item in set_variable_data:
             component, variable = item["component"], item["variable"]
-            status = self.twin.config.set_v201(
-                component["name"], variable["name"], str(item["attribute_value"])
+            status = self.twin.device_model.set(
+                component, variable["name"], str(item["attribute_value"])
             )
             changed |= status == "Accepted"
             results.append(
                 {
                     "attributeStatus": status,
-                    "component": {"name": component["name"]},
+                    "component": _component(component),
                     "variable": {"name": variable["name"]},
                 }
             )
         if changed:
             self.twin.config_changed()
         return call_result.SetVariables(set_variable_result=results)
+
+    @on(Action.get_base_report)
+    def on_get_base_report(self, request_id: int, report_base: str, **kwargs: Any) -> Any:
+        entries = self.twin.device_model.report(report_base)
+        if entries is None:
+            return call_result.GetBaseReport(status="NotSupported")
+        return call_result.GetBaseReport(status="Accepted" if entries else "EmptyResultSet")
+
+    @after(Action.get_base_report)
+    def after_get_base_report(self, request_id: int, report_base: str, **kwargs: Any) -> None:
+        # After the answer has gone out (B07: the report follows the accepted request).
+        entries = self.twin.device_model.report(report_base)
+        if entries:
+            report = _Report(self.twin, request_id, report_base)
+            n_messages = -(-len(entries) // REPORT_ITEMS_PER_MESSAGE)
+            self.twin.queue_messages([partial(report.message, i) for i in range(n_messages)])
+
+    @on(Action.unlock_connector)
+    def on_unlock_connector(self, evse_id: int, connector_id: int, **kwargs: Any) -> Any:
+        outcome = (
+            self.twin.cmd_unlock(evse_id, end_transaction=False) if connector_id == 1 else "Unknown"
+        )
+        return call_result.UnlockConnector(status=_UNLOCK[outcome])
+
+    @on(Action.data_transfer)
+    def on_data_transfer(self, vendor_id: str, **kwargs: Any) -> Any:
+        # The twin knows no vendor extensions: the vendor id is unknown to it (use case P02).
+        return call_result.DataTransfer(status="UnknownVendorId")
+
+
+class _Report:
+    """The NotifyReports of one request, read from the device model when the first one goes out
+    (the tick after the request: a request that came in with the boot answer then reports what
+    that answer set), so that all of them show one instant."""
+
+    def __init__(self, twin: Any, request_id: int, report_base: str) -> None:
+        self.twin = twin
+        self.request_id = request_id
+        self.report_base = report_base
+        self.messages: list[Any] | None = None
+
+    def message(self, seq_no: int) -> Any:
+        """NotifyReport ``seq_no``, ``None`` past the last (the model cannot grow, but a gap is
+        better than a crash)."""
+        if self.messages is None:
+            twin = self.twin
+            entries = twin.device_model.report(self.report_base) or []
+            stamp = sim_to_iso(twin.start_utc, twin.now())
+            self.messages = twin.codec.notify_reports(self.request_id, entries, stamp)
+        return self.messages[seq_no] if seq_no < len(self.messages) else None
+
+
+def _component(component: dict[str, Any]) -> dict[str, Any]:
+    """A component as the library handed it over (snake_case), for an answer (camelCase)."""
+    out: dict[str, Any] = {"name": component["name"]}
+    if component.get("instance") is not None:
+        out["instance"] = component["instance"]
+    evse = component.get("evse")
+    if evse is not None:
+        out["evse"] = {"id": evse["id"]}
+        if evse.get("connector_id") is not None:
+            out["evse"]["connectorId"] = evse["connector_id"]
+    return out

@@ -21,6 +21,7 @@ class StopReason(StrEnum):
     SOFT_RESET = "SoftReset"
     HARD_RESET = "HardReset"
     DEAUTHORIZED = "DeAuthorized"
+    UNLOCK_COMMAND = "UnlockCommand"
     OTHER = "Other"
 
 

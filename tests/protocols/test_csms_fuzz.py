@@ -88,8 +88,8 @@ NO_HANDLER = {
 @pytest.mark.parametrize(
     ("frame", "expected_id", "expected_code"),
     [
-        ("this is not json", "-1", "format"),
-        (b"\xff\xfe\x00", "-1", "format"),
+        ("this is not json", "-1", "unreadable"),
+        (b"\xff\xfe\x00", "-1", "unreadable"),
         ('{"an": "object"}', "-1", "rpc"),
         ("[]", "-1", "rpc"),
         ('[9, "a1", "Heartbeat", {}]', "a1", "type"),
@@ -97,11 +97,11 @@ NO_HANDLER = {
         ('[2, "a2", "Heartbeat"]', "a2", "rpc"),
         ('[2, 17, "Heartbeat", {}]', "-1", "rpc"),
         ('[2, "a3", "Heartbeat", []]', "a3", "format"),
-        ('[2, "a4", "NoSuchAction", {}]', "a4", "NotSupported"),
+        ('[2, "a4", "NoSuchAction", {}]', "a4", "NotImplemented"),
         ('[2, "a5", "Heartbeat", {"extra": 1}]', "a5", "format"),
         ('[2, "a6", "BootNotification", {}]', "a6", "ProtocolError"),
         ("BOOT_BAD_TYPE", "a7", "TypeConstraintViolation"),
-        ("NO_HANDLER", "a8", "NotImplemented"),
+        ("NO_HANDLER", "a8", "NotSupported"),
     ],
 )
 def test_malformed_calls_get_the_specified_callerror(
@@ -111,6 +111,10 @@ def test_malformed_calls_get_the_specified_callerror(
         frame = json.dumps([2, "a7", "BootNotification", BOOT_BAD_TYPE[client.version]])
     elif frame == "NO_HANDLER":
         frame = json.dumps([2, "a8", *NO_HANDLER[client.version]])
+    if expected_code == "unreadable":
+        # The message id cannot be read: 2.0.1 says RpcFrameworkError, 1.6 (which has no such
+        # code) FormationViolation.
+        expected_code = "format" if client.version == "1.6" else "rpc"
     (reply,) = client.exchange(frame)
     assert reply[0] == 4 and reply[1] == expected_id
     assert reply[2] == spelled(client.version, expected_code)
