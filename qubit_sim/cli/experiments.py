@@ -193,7 +193,8 @@ def compare(
         typer.Option(
             metavar="NAME...",
             help="Controllers, one or more: --controllers mpc rule_based ...; names, "
-            "rl:models/NAME or module:Class (default: "
+            "rl:models/NAME or module:Class, with parameters in brackets: "
+            "'mpc[horizon_slots=48,forecast=l2]' (default: "
             + ", ".join(DEFAULT_COMPARE_CONTROLLERS)
             + ").",
             show_default=False,

@@ -84,11 +84,22 @@ class ControllerSpec:
 
 
 def parse_controller(text: str) -> ControllerSpec:
-    """``rl:<model path>`` is shorthand for ``rl_policy`` with ``model=<path>``; anything else is a
-    registered name or ``"module:Class"`` without parameters."""
+    """A controller as the command line names it.
+
+    ``rl:<model path>`` is shorthand for ``rl_policy`` with ``model=<path>``; anything else is a
+    registered name or ``"module:Class"``, optionally with parameters in brackets,
+    ``mpc[horizon_slots=48,forecast=l2]`` (values read as YAML scalars, as ``--set`` reads them), so
+    two settings of one controller compare side by side under their own labels.
+
+    Raises:
+        ControllerError: an empty name, an ``rl:`` without a model, or malformed brackets.
+    """
     text = text.strip()
     if not text:
         raise ControllerError("empty controller name; use e.g. mpc or rl:models/<name>")
+    if text.endswith("]") and "[" in text and not text.startswith(_RL_PREFIX):
+        name, _, inside = text[:-1].partition("[")
+        return ControllerSpec(text, name.strip(), _bracket_params(text, inside))
     if text.startswith(_RL_PREFIX):
         model = text[len(_RL_PREFIX) :]
         if not model:
@@ -98,6 +109,30 @@ def parse_controller(text: str) -> ControllerSpec:
             text, "rl_policy", {"model": str(Path(model).expanduser().absolute())}
         )
     return ControllerSpec(text, text)
+
+
+def _bracket_params(text: str, inside: str) -> dict[str, Any]:
+    """``key=value`` pairs between a controller's brackets (comma-separated)."""
+    import yaml
+
+    params: dict[str, Any] = {}
+    for item in inside.split(","):
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not raw.strip():
+            raise ControllerError(
+                f"{text!r}: {item.strip()!r} is not key=value; write e.g. mpc[horizon_slots=48,"
+                "forecast=l2]"
+            )
+        if key in params:
+            raise ControllerError(f"{text!r} sets {key!r} twice")
+        try:
+            params[key] = yaml.safe_load(raw.strip())
+        except yaml.YAMLError:
+            params[key] = raw.strip()
+    if not text.partition("[")[0].strip():
+        raise ControllerError(f"{text!r} names no controller before its parameters")
+    return params
 
 
 def controller_dir(label: str) -> str:
