@@ -500,7 +500,8 @@ class SunSpecServer:
         kind: ``"battery"`` or ``"pv"``.
         host: Interface to bind.
         port: TCP port; 0 picks a free one (read :attr:`port` after :meth:`start`).
-        unit_id: Modbus unit id (1..247); other unit ids are answered with exception 0x0B.
+        unit_id: Modbus unit id (1..247); 0 and 255 (direct addressing on TCP) are answered
+            too, other unit ids get exception 0x0B.
         clock: Simulated time [s]; revert timers run on it. Without one, time stands at 0.
         identity: ``(manufacturer, model, serial, version)`` for model 1.
         phases: 1 or 3; selects the PV inverter model (101 or 103) and the per-phase points.

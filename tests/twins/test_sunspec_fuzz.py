@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from support.loop import LoopThread, running
 
 from qubit_sim.protocols.modbus_link import ModbusLink
+from qubit_sim.protocols.sunspec.transport import DIRECT_UNIT_IDS
 from qubit_sim.twins.der_device import SimpleBattery
 from qubit_sim.twins.sunspec_server import SunSpecServer
 
@@ -132,7 +133,7 @@ def test_random_requests_get_a_normal_answer_or_a_proper_exception(
     event(f"fc {kind}: " + (f"exception {body[1]}" if answer_fc & 0x80 else "normal answer"))
     if answer_fc == fc and fc < 0x80:
         # A normal answer: only for supported, well-formed requests to our unit in the map.
-        assert fc in (3, 6, 16) and unit == UNIT
+        assert fc in (3, 6, 16) and unit in (UNIT, *DIRECT_UNIT_IDS)
         if fc == 3:
             count = request["count"]
             assert 1 <= count <= 125
@@ -149,7 +150,7 @@ def test_random_requests_get_a_normal_answer_or_a_proper_exception(
         assert code == 1  # ILLEGAL FUNCTION
     elif fc == 3 and not 1 <= request["count"] <= 125:
         assert code == 3  # quantity out of range
-    elif fc == 3 and unit != UNIT:
+    elif fc == 3 and unit not in (UNIT, *DIRECT_UNIT_IDS):
         assert code == 11  # not our unit
     elif fc == 3:
         assert code == 2  # outside the map

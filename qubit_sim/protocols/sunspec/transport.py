@@ -4,8 +4,11 @@ The server answers function codes 3 (read holding registers), 6 (write single re
 (write multiple registers) — the set SunSpec devices implement — and every other function code
 with exception 1 (ILLEGAL FUNCTION). Register contents belong to the caller: every read asks
 ``on_read`` for fresh values and every write is offered to ``on_write``, which may reject it with
-an exception code. Requests for another unit id are answered with exception 0x0B (gateway target
-failed to respond).
+an exception code. The server answers its configured unit id and the two ids that address a
+server directly on TCP, 0 and 255 (Modbus Messaging on TCP/IP Implementation Guide V1.0b, 4.4.2:
+the unit id is useless when the IP address names the device; 0xFF is the recommended value and
+many clients send 0). Requests for any other unit id are answered with exception 0x0B (gateway
+target failed to respond), as a gateway with no such device behind it would.
 
 pymodbus 3.16 answers a request it cannot decode with function code 0x80 instead of the request's
 function code + 0x80; the packet hook below restores the request's code (and reports a bad
@@ -21,10 +24,12 @@ from pymodbus.constants import ExcCodes
 from pymodbus.pdu import DecodePDU
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
+from pymodbus.simulator.simcore import SimCore
 
 from qubit_sim.errors import ProtocolError
 
 __all__ = [
+    "DIRECT_UNIT_IDS",
     "FC_READ_HOLDING",
     "FC_WRITE_MULTIPLE",
     "FC_WRITE_SINGLE",
@@ -38,6 +43,8 @@ FC_READ_HOLDING = 3
 FC_WRITE_SINGLE = 6
 FC_WRITE_MULTIPLE = 16
 SUPPORTED_FUNCTION_CODES = (FC_READ_HOLDING, FC_WRITE_SINGLE, FC_WRITE_MULTIPLE)
+#: Unit ids every server also answers as its own: a server addressed directly on TCP.
+DIRECT_UNIT_IDS = (0, 255)
 
 #: ``(address, count) -> registers`` for a read, or an exception code to refuse it.
 ReadHandler = Callable[[int, int], list[int] | int]
@@ -58,7 +65,7 @@ class ModbusRegisterServer:
         on_write: Validates and applies writes.
         host: Interface to bind.
         port: TCP port; 0 picks a free one (see :attr:`port` after :meth:`start`).
-        unit_id: The Modbus unit id served (1..247).
+        unit_id: The Modbus unit id served (1..247); 0 and 255 are answered as well.
     """
 
     def __init__(
@@ -104,11 +111,13 @@ class ModbusRegisterServer:
         """Bind and serve in the background of the running event loop."""
         if self._server is not None:
             return
+        devices = [self._device(), self._other_units()]
         server = ModbusTcpServer(
-            [self._device(), self._other_units()],
-            address=(self.host, self._requested_port),
-            trace_packet=self._trace_packet,
+            devices, address=(self.host, self._requested_port), trace_packet=self._trace_packet
         )
+        # pymodbus sends unit 0 to its catch-all device together with every unknown id; the
+        # router hands 0 and 255 to the served device before that lookup happens.
+        server.context = _UnitRouter(devices, self.unit_id)
         # Restricting the decoder makes every other function code an ILLEGAL FUNCTION answer.
         server.decoder.pdu_table = {fc: DecodePDU.pdu_table[fc] for fc in SUPPORTED_FUNCTION_CODES}
         try:
@@ -187,6 +196,27 @@ class ModbusRegisterServer:
             )
             return data[:_MBAP_FC] + bytes([function_code | 0x80, code])
         return data
+
+
+class _UnitRouter(SimCore):
+    """pymodbus' device table, with the direct-addressing unit ids routed to ``unit_id``."""
+
+    def __init__(self, devices: list[SimDevice], unit_id: int) -> None:
+        super().__init__(devices)
+        self._unit_id = unit_id
+
+    def _route(self, device_id: int) -> int:
+        return self._unit_id if device_id in DIRECT_UNIT_IDS else device_id
+
+    async def async_getValues(
+        self, device_id: int, func_code: int, address: int, count: int = 1
+    ) -> list[int] | list[bool] | ExcCodes:
+        return await super().async_getValues(self._route(device_id), func_code, address, count)
+
+    async def async_setValues(
+        self, device_id: int, func_code: int, address: int, values: list[int] | list[bool]
+    ) -> ExcCodes | None:
+        return await super().async_setValues(self._route(device_id), func_code, address, values)
 
 
 async def _no_such_unit(
