@@ -106,6 +106,9 @@ class FixedSetpoints(Controller):
     """Half power for every charger, battery idle: the simulator's own cost per period."""
 
     name = "fixed"
+    # The simulator's own cost, as the environments' controller sees it: the arrays themselves,
+    # not the read-only views a controller from outside the package gets.
+    direct_observation = True
 
     def reset(self, site: SiteInfo, rng: np.random.Generator) -> None:
         super().reset(site, rng)

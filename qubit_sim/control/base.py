@@ -2,6 +2,7 @@
 
 A controller sees an :class:`Observation` each control period and returns :class:`Setpoints`.
 Arrays are indexed like the site's devices (``SiteInfo.charger_ids``, ``battery_ids``, ``pv_ids``).
+Writing your own: ``docs/controllers.md``.
 """
 
 from __future__ import annotations
@@ -81,8 +82,12 @@ class Oracle:
 class Observation:
     """What a controller sees at the start of a control period (time ``t_s``).
 
-    Power values follow the load convention [kW]. Per-device arrays are views owned by the
-    simulator: copy them if you keep them.
+    Power values follow the load convention [kW]. Every value is the true state at ``t_s`` (no
+    measurement noise; under L4 coordination the battery fields come from validated L1
+    telemetry), and the load, PV and prices are those of the step that starts at ``t_s``. The simulator reuses one Observation object and its per-device arrays, updating
+    them in place between calls: copy an array (``obs.battery_soc.copy()``) to keep it. For a
+    controller that is not one of the package's, every per-device array is a read-only view:
+    writing into one stops the run with a :class:`~qubit_sim.errors.ControllerError`.
 
     Attributes:
         t_s: Simulation time [s]; ``k`` the step number.
@@ -131,6 +136,21 @@ class Observation:
 class Setpoints:
     """What a controller asks for until its next call.
 
+    Each field holds one real number per device, in ``SiteInfo`` order: a numpy array of
+    shape ``(n,)`` (floats or integers), or a Python list of numbers. Anything else (another
+    shape, text, booleans, ``None``) stops the run with a
+    :class:`~qubit_sim.errors.ControllerError`. The devices then do what real ones do with
+    out-of-range requests, without an error:
+
+    * ``charger_kw``: NaN or ``+inf`` = no limit; a negative limit becomes 0 kW (a charger does
+      not feed back); the EV takes at most what it can (taper, vehicle and charger ratings,
+      remaining need). Limits are rounded to 0.1 W, as OCPP carries them.
+    * ``battery_kw``: clipped to the battery's ratings and to what its SOC window allows this
+      step (``Observation.battery_p_min_kw`` .. ``battery_p_max_kw``), and rounded to the
+      SunSpec register's resolution. NaN or ``±inf`` is refused (a battery has no "no limit").
+    * ``pv_limit_kw``: NaN or ``+inf`` = no curtailment; a negative cap is 0 kW (all PV
+      curtailed); caps are sent as a percentage of the inverter rating in 0.01 % steps.
+
     Attributes:
         charger_kw: Power limit at each charger's grid terminal [kW]; NaN = no limit.
         battery_kw: Battery power per battery, load convention (+ charge) [kW].
@@ -143,6 +163,7 @@ class Setpoints:
 
     @classmethod
     def unlimited(cls, n_chargers: int, n_batteries: int, n_pv: int) -> Setpoints:
+        """No charger limit, batteries idle (0 kW), no PV curtailment."""
         return cls(
             charger_kw=np.full(n_chargers, np.nan),
             battery_kw=np.zeros(n_batteries),
@@ -154,14 +175,24 @@ class Controller:
     """Base class of every controller.
 
     Subclasses set :attr:`name`, accept their parameters as keyword arguments in ``__init__`` and
-    implement :meth:`act`. :meth:`reset` is called once before the run with the site's facts.
+    implement :meth:`act`. :meth:`reset` is called once before the run with the site's facts;
+    :meth:`act` once per control period (``SiteInfo.period_s``, the scenario's
+    ``controller.period``). A run records the parameters of an instance in its manifest from
+    a ``params`` mapping on the instance, or else from the attributes named like the
+    ``__init__`` parameters (``self.gain = gain``).
     """
 
     name: str = "controller"
     #: Route setpoints through Qubit L4 coordination (commands, lifecycle, events) in fast runs.
     uses_coordination: bool = False
+    #: Receive the simulator's own observation arrays instead of read-only views of them (the
+    #: package's controllers do). Only for a controller that never writes into an observation:
+    #: a write would then change the devices. It saves a few microseconds per control call.
+    direct_observation: bool = False
 
     def reset(self, site: SiteInfo, rng: np.random.Generator) -> None:
+        """Keep the site's facts (:attr:`site`) and the controller's random stream
+        (:attr:`rng`, the run's ``"controller"`` stream). Overrides call ``super().reset``."""
         self.site = site
         self.rng = rng
 

@@ -1,15 +1,21 @@
-"""Controller registry: built-in names and ``"package.module:Class"`` import paths."""
+"""Controller registry: built-in names, installed plug-ins and ``"package.module:Class"`` paths.
+
+Names resolve in this order: the built-ins, then controllers that installed distributions
+register in the ``qubit_sim.controllers`` entry-point group (:mod:`qubit_sim.control.plugins`);
+anything with a colon is an import path.
+"""
 
 from __future__ import annotations
 
 import difflib
-import importlib
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from qubit_sim.control.base import Controller
-from qubit_sim.errors import ControllerError
+from qubit_sim.control.checks import parameter_type_issues, user_location
+from qubit_sim.control.plugins import import_controller, installed_controllers
+from qubit_sim.errors import ControllerError, QubitSimError
 
 __all__ = [
     "ControllerRegistry",
@@ -53,21 +59,9 @@ def is_import_path(name: str) -> bool:
     return ":" in name and not name.startswith(":") and not name.endswith(":")
 
 
-def _import(path: str) -> Any:
-    module_name, _, attr = path.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ControllerError(f"cannot import controller module {module_name!r}: {exc}") from None
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise ControllerError(f"module {module_name!r} has no attribute {attr!r}") from None
-
-
 class ControllerRegistry:
     """Names -> controller factories. Each registry is its own; ``default_registry()`` gives one
-    with the built-ins."""
+    with the built-ins and the installed plug-ins."""
 
     def __init__(self) -> None:
         self._entries: dict[str, tuple[str | Factory, str]] = {}
@@ -89,28 +83,51 @@ class ControllerRegistry:
         if name in self._entries:
             factory: Any = self._entries[name][0]
             if isinstance(factory, str):
-                factory = _import(factory)
+                factory = import_controller(factory)
         elif is_import_path(name):
-            factory = _import(name)
+            factory = import_controller(name, search_cwd=True)
         else:
             close = difflib.get_close_matches(name, self.names(), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ControllerError(
-                f"unknown controller {name!r}{hint}; registered: {', '.join(self.names())}"
+                f"unknown controller {name!r}{hint}; registered: {', '.join(self.names())}; "
+                "or give your own as 'module:Class', or register it under a name in the "
+                "'qubit_sim.controllers' entry-point group of an installed package"
             )
         mismatch = _parameter_mismatch(factory, params)
         if mismatch:
             raise ControllerError(f"controller {name!r} rejected its parameters: {mismatch}")
+        # The package's controllers check their own parameters first, with their own fixes;
+        # anyone else's are checked before their code runs with a value it cannot use.
+        package = str(getattr(factory, "__module__", "")).startswith("qubit_sim.")
+        if not package:
+            _check_types(name, factory, params)
         try:
             controller = factory(**params)
         except TypeError as exc:
             raise ControllerError(f"controller {name!r} rejected its parameters: {exc}") from None
+        except QubitSimError:
+            raise
+        except Exception as exc:
+            where = user_location(exc)
+            at = f" at {where}" if where else ""
+            raise ControllerError(
+                f"controller {name!r} could not be built{at}: {type(exc).__name__}: {exc}"
+            ) from exc
+        if package:
+            _check_types(name, factory, params)
         if not isinstance(controller, Controller):
             raise ControllerError(
                 f"{name!r} built a {type(controller).__name__}, which is not a "
                 "qubit_sim.control.Controller"
             )
         return controller
+
+
+def _check_types(name: str, factory: Any, params: Mapping[str, Any]) -> None:
+    misfits = parameter_type_issues(factory, params)
+    if misfits:
+        raise ControllerError(f"controller {name!r} rejected its parameters: {'; '.join(misfits)}")
 
 
 def _parameter_mismatch(factory: Any, params: Mapping[str, Any]) -> str:
@@ -153,17 +170,24 @@ def _parameter_mismatch(factory: Any, params: Mapping[str, Any]) -> str:
 
 
 def default_registry() -> ControllerRegistry:
+    """A registry with the built-ins and the controllers installed distributions register in
+    the ``qubit_sim.controllers`` entry-point group (a built-in name is never replaced)."""
     registry = ControllerRegistry()
     for name, (path, description) in _BUILTIN.items():
         registry.register(name, path, description)
+    for name, (path, description) in installed_controllers().items():
+        if name not in _BUILTIN:
+            registry.register(name, path, description)
     return registry
 
 
 def controller_names() -> list[str]:
-    return sorted(_BUILTIN)
+    """Every name :func:`make_controller` knows: built-ins and installed plug-ins."""
+    return sorted({*_BUILTIN, *installed_controllers()})
 
 
 def make_controller(name: str, params: dict[str, Any] | None = None) -> Controller:
+    """Build controller ``name`` (built-in, installed plug-in or ``"module:Class"``)."""
     return default_registry().make(name, params)
 
 

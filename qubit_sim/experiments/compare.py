@@ -168,6 +168,17 @@ def compare(
         key_dir: Signing keys for ``settle``.
         confidence: Level of the confidence intervals.
 
+    Your own controllers are named ``"module:Class"`` (importable from the current folder or
+    ``PYTHONPATH``; Ray workers need the module shipped to them), or by the name an installed
+    package registers (``docs/controllers.md``). Runs execute in worker processes that are
+    *spawned*: each one imports the calling script's main module again, so a script that calls
+    ``compare`` must do so under ``if __name__ == "__main__":``, or every worker starts the
+    comparison anew.
+
+    A run that fails — an exception, invalid setpoints, or an energy balance broken by a
+    controller that changed the devices' state — is listed with ``status="failed"`` and its
+    ``error`` (see :attr:`ComparisonResult.failed`) and left out of the summary.
+
     Raises:
         ScenarioError: A scenario does not load, or names repeat.
         ControllerError: A controller is unknown or rejects its parameters.

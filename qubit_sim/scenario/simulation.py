@@ -17,18 +17,20 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 from functools import partial
+from math import isfinite
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from qubit_sim.assets import assign_chargers
-from qubit_sim.control.base import Observation, Oracle, Setpoints
+from qubit_sim.control.base import Controller, Observation, Oracle, Setpoints, SiteInfo
+from qubit_sim.control.checks import controller_label, is_package_controller, user_location
 from qubit_sim.core.engine import PRIORITY_DEPARTURE, Engine
 from qubit_sim.core.recorder import Recorder
-from qubit_sim.errors import ControllerError, SimulationError
+from qubit_sim.errors import ControllerError, QubitSimError, SimulationError
 from qubit_sim.scenario.build import SiteModel
 from qubit_sim.scenario.coordination import Coordinator, LinkWrapper, site_id_for
 from qubit_sim.scenario.devices import held_setpoints, site_devices
@@ -65,6 +67,33 @@ GRID_COLUMNS = [
 #: everything that is not the site) [kW, load convention]; recorded after :data:`GRID_COLUMNS`, so
 #: that the external grid's energy can be reconciled with site + feeder + losses.
 GRID_BACKGROUND_COLUMN = "grid_background_kw"
+
+#: The Observation's per-device arrays: read-only views for controllers not of the package.
+OBSERVATION_ARRAYS = (
+    "pv_available_kw",
+    "charger_connected",
+    "charger_ev_max_kw",
+    "charger_e_needed_kwh",
+    "charger_departure_s",
+    "charger_session",
+    "charger_soc",
+    "charger_capacity_kwh",
+    "charger_vehicle_max_kw",
+    "charger_knee_soc",
+    "battery_soc",
+    "battery_p_min_kw",
+    "battery_p_max_kw",
+)
+_FLOAT64 = np.dtype(np.float64)
+_DTYPE_KINDS = {
+    "U": "text",
+    "S": "bytes",
+    "b": "booleans",
+    "O": "Python objects",
+    "c": "complex numbers",
+    "M": "dates",
+    "m": "durations",
+}
 
 
 class Simulation:
@@ -173,8 +202,12 @@ class Simulation:
                 link_wrapper=link_wrapper,
             )
         self._schedule_sessions()
-        info = replace(info, oracle=self._oracle())
-        self.controller.reset(info, site.rng.generator("controller"))
+        # The controller whose act() gets the simulator's arrays directly (the package's own),
+        # and the one last classified; the controller may be wrapped after this (telemetry).
+        self._trusted: Controller | None = None
+        self._classified: Controller | None = None
+        self._views: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._reset_controller(replace(info, oracle=self._oracle()))
         self._obs = self._make_observation()
         self._site_v = float("nan")
 
@@ -209,6 +242,29 @@ class Simulation:
             session_depart_s=self.session_depart_s,
             session_charger=self.session_plan,
         )
+
+    def _reset_controller(self, info: SiteInfo) -> None:
+        """Reset the controller; one not of the package sees the oracle through read-only
+        views, and an exception from its code is named with the line that raised it."""
+        controller = self.controller
+        rng = self.site.rng.generator("controller")
+        if is_package_controller(controller):
+            controller.reset(info, rng)
+            return
+        oracle = info.oracle
+        if oracle is not None:
+            views = {
+                f.name: _read_only(value)
+                for f in fields(oracle)
+                if isinstance(value := getattr(oracle, f.name), np.ndarray)
+            }
+            info = replace(info, oracle=replace(oracle, **views))
+        try:
+            controller.reset(info, rng)
+        except QubitSimError:
+            raise
+        except Exception as exc:
+            raise _user_error(controller, "reset", exc) from exc
 
     def _make_observation(self) -> Observation:
         n_pv = len(self.site.pv_ids)
@@ -400,10 +456,41 @@ class Simulation:
         obs.battery_soc = self.bank.soc
         obs.battery_p_min_kw, obs.battery_p_max_kw = self.bank.limits(self.dt)
         obs.site_voltage_pu = self._site_v
-        setpoints = self.controller.act(obs)
+        controller = self.controller
+        if controller is self._trusted:
+            setpoints = controller.act(obs)
+        else:
+            setpoints = self._act_guarded(controller, obs)
         self._check_setpoints(setpoints)
         self.setpoints = self._apply_setpoints(setpoints)
         self._curtailing = self.devices.curtailing()
+
+    def _act_guarded(self, controller: Controller, obs: Observation) -> Setpoints:
+        """``controller.act(obs)`` for a controller not (yet) known to be the package's own.
+
+        Someone else's controller gets read-only views of the observation's arrays, so that an
+        in-place operation cannot change the devices; its exceptions become a
+        :class:`ControllerError` naming it and the line of its code that raised.
+        """
+        if controller is not self._classified:
+            self._classified = controller
+            if is_package_controller(controller):
+                self._trusted = controller
+                return controller.act(obs)
+        # Most arrays are the same objects from call to call: their views are made once.
+        views = self._views
+        for name in OBSERVATION_ARRAYS:
+            source = getattr(obs, name)
+            made = views.get(name)
+            if made is None or made[0] is not source:
+                made = views[name] = (source, _read_only(source))
+            setattr(obs, name, made[1])
+        try:
+            return controller.act(obs)
+        except QubitSimError:
+            raise
+        except Exception as exc:
+            raise _user_error(controller, "act", exc) from exc
 
     def _apply_setpoints(self, setpoints: Setpoints) -> Setpoints:
         """Deliver ``setpoints`` to the devices and return the limits they now hold.
@@ -425,6 +512,12 @@ class Simulation:
         return self._held
 
     def _check_setpoints(self, setpoints: Setpoints) -> None:
+        if type(setpoints) is not Setpoints and not isinstance(setpoints, Setpoints):
+            raise ControllerError(
+                f"controller {controller_label(self.controller)}: `act` returned "
+                f"{type(setpoints).__name__}; it must return a Setpoints "
+                "(qubit_sim.control.Setpoints(charger_kw=..., battery_kw=..., pv_limit_kw=...))"
+            )
         expected = self._expected_setpoints
         if expected is None:
             self._expected_setpoints = expected = (
@@ -433,25 +526,47 @@ class Simulation:
                 ("pv_limit_kw", (len(self.site.pv_ids),)),
             )
         for name, shape in expected:
-            value: Any = getattr(setpoints, name, None)
-            if type(value) is np.ndarray and value.shape == shape:
+            value: Any = getattr(setpoints, name)
+            if type(value) is np.ndarray and value.shape == shape and value.dtype is _FLOAT64:
                 continue
-            if value is None or np.shape(value) != shape:
-                n = shape[0]
-                raise ControllerError(
-                    f"controller {self.controller.name!r} returned {name} of shape "
-                    f"{np.shape(value)}; expected ({n},)"
-                )
-        # A sum is NaN whenever a term is; only then is the element-wise test worth its cost.
+            self._check_field(name, value, shape)
+        # A sum is finite only if every term is; only then is the element-wise test skipped.
         battery_kw = setpoints.battery_kw
         if type(battery_kw) is not np.ndarray:
-            total = np.sum(battery_kw)
+            total = np.sum(np.asarray(battery_kw, dtype=float))
         elif len(battery_kw) == 1:
             total = battery_kw[0]
         else:
             total = np.add.reduce(battery_kw)
-        if total != total and np.isnan(battery_kw).any():
-            raise ControllerError(f"controller {self.controller.name!r} returned NaN battery_kw")
+        if not isfinite(total):
+            bad = np.asarray(battery_kw, dtype=float)
+            bad = bad[~np.isfinite(bad)]
+            if len(bad):
+                raise ControllerError(
+                    f"controller {controller_label(self.controller)} returned battery_kw "
+                    f"{bad[0]} for a battery; a battery setpoint must be a finite power [kW] "
+                    "(0 = idle; values beyond the limits are clipped to them)"
+                )
+
+    def _check_field(self, name: str, value: Any, shape: tuple[int]) -> None:
+        """The slow path of :meth:`_check_setpoints` for one field: a list, another dtype, or
+        something wrong, said with what was expected."""
+        label = controller_label(self.controller)
+        devices = {"charger_kw": "charger", "battery_kw": "battery", "pv_limit_kw": "PV plant"}
+        per = f"one value per {devices[name]}"
+        if np.shape(value) != shape:
+            kind = type(value).__name__
+            raise ControllerError(
+                f"controller {label} returned {name} of shape {np.shape(value)}; expected "
+                f"({shape[0]},): {per}, as a numpy array or a list (got {_article(kind)})"
+            )
+        dtype = np.asarray(value).dtype
+        if dtype.kind not in "fiu":
+            what = _DTYPE_KINDS.get(dtype.kind, "not numbers")
+            raise ControllerError(
+                f"controller {label} returned {name} of dtype {dtype} ({what}); expected "
+                f"numbers [kW] ({per}, floats or integers; NaN where allowed)"
+            )
 
     def _step(self, k: int) -> None:
         site = self.site
@@ -650,3 +765,32 @@ class Simulation:
             "battery_stored_start_kwh": self._stored_start_kwh,
             "battery_stored_end_kwh": self.bank.stored_kwh(),
         }
+
+
+def _article(name: str) -> str:
+    return f"an {name}" if name[:1] in "aeiou" else f"a {name}"
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """A view of ``array`` that refuses writes (the array itself stays writeable)."""
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
+def _user_error(controller: Controller, method: str, exc: Exception) -> ControllerError:
+    """A :class:`ControllerError` for an exception raised by a controller's ``method``, naming
+    the controller and the line of user code that raised it."""
+    label = controller_label(controller)
+    where = user_location(exc)
+    at = f" at {where}" if where else ""
+    text = str(exc)
+    if isinstance(exc, ValueError) and "read-only" in text:
+        return ControllerError(
+            f"controller {label} wrote into an array of its observation in {method}(){at} "
+            f"({text}): observations (and site.oracle) are read-only; copy an array before "
+            "changing it, e.g. soc = obs.battery_soc.copy()"
+        )
+    return ControllerError(
+        f"controller {label} raised {type(exc).__name__} in {method}(){at}: {text}"
+    )
