@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -9,12 +10,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from qubit_sim.core.csv_input import read_csv_table
 from qubit_sim.errors import QubitSimError
 
-__all__ = ["read_sessions_csv", "to_utc_timestamp"]
+__all__ = ["SESSION_DEFAULTS", "read_sessions_csv", "to_utc_timestamp"]
+
+SESSION_DEFAULTS: dict[str, float] = {
+    "battery_kwh": 60.0,
+    "arrival_soc": 0.2,
+    "max_ac_kw": 11.0,
+    "max_dc_kw": 50.0,
+    "knee_soc": 0.8,
+    "home_charger": -1,
+}
+"""Values of the optional columns where a sessions CSV leaves them out (those of
+:meth:`SessionTable.from_csv`): battery [kWh], arrival SOC, AC and DC limits [kW], knee SOC,
+home charger (-1: any free charger)."""
 
 _MAX_REPORTED = 10
 _TOL_KWH = 1e-9
+# No vehicle battery holds 1,000 kWh; a session "needing" that much was written in Wh.
+_WH_HINT_KWH = 1000.0
 _FIELDS = (
     "session_id",
     "vehicle_id",
@@ -46,62 +62,94 @@ def to_utc_timestamp(value: datetime | str | pd.Timestamp, what: str) -> pd.Time
     return stamp.tz_convert("UTC")
 
 
-def _parse_time(text: str, tz: str | None) -> pd.Timestamp:
-    stamp = pd.Timestamp(text.strip())
-    if stamp is pd.NaT:
-        raise ValueError("empty time")
-    if stamp.tzinfo is None:
-        if tz is None:
-            raise ValueError(f"time {text!r} has no UTC offset; add one (e.g. Z) or pass tz=")
-        stamp = stamp.tz_localize(tz, ambiguous="raise", nonexistent="raise")
-    return stamp.tz_convert("UTC")
-
-
-def _number(row: pd.Series, column: str, default: float) -> float:
+def _number(row: pd.Series, column: str, default: float, decimal_comma: bool) -> float:
     text = row.get(column)
-    if text is None or (isinstance(text, float) and np.isnan(text)) or str(text).strip() == "":
+    if text is None or str(text).strip() == "":
         return default
-    return float(text)
+    text = str(text).strip()
+    return float(text.replace(",", ".") if decimal_comma else text)
+
+
+def _charger(text: Any, default: int, charger_ids: Sequence[str]) -> int:
+    """A charger given by id (as the results name it) or by 0-based position."""
+    written = "" if text is None else str(text).strip()
+    if written == "":
+        return default
+    if written in charger_ids:
+        return list(charger_ids).index(written)
+    try:
+        position = float(written)
+    except ValueError:
+        position = np.nan
+    n = len(charger_ids)
+    # -1 is the default's "any free charger".
+    if position.is_integer() and (position == -1 or n == 0 or 0 <= position < n):
+        return int(position)
+    if n:
+        listed = ", ".join(charger_ids[:6]) + (", ..." if n > 6 else "")
+        raise ValueError(
+            f"charger {written!r} is neither a charger id ({listed}) nor a position 0..{n - 1}"
+        )
+    raise ValueError(f"charger {written!r} is not a charger position (a whole number from 0)")
 
 
 def read_sessions_csv(
-    path: Path, start_utc: datetime | str, tz: str | None, defaults: dict[str, Any]
+    path: Path,
+    start_utc: datetime | str,
+    tz: str | None,
+    defaults: dict[str, Any],
+    charger_ids: Sequence[str] = (),
 ) -> dict[str, np.ndarray]:
-    """Columns of a :class:`SessionTable` (unsorted) from a sessions CSV; see ``from_csv``."""
+    """Columns of a :class:`SessionTable` (unsorted) from a sessions CSV; see ``from_csv``.
+
+    Times follow :mod:`qubit_sim.core.csv_input`: with an offset as written, without one local
+    time of ``tz`` (``None`` refuses them). ``charger`` names a charger by its id in
+    ``charger_ids`` or by its 0-based position.
+    """
     start = to_utc_timestamp(start_utc, "start_utc")
-    try:
-        table = pd.read_csv(path, dtype=str, skipinitialspace=True, keep_default_na=False)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise QubitSimError(f"cannot read sessions CSV {path}: {exc}") from exc
-    table.columns = [str(c).strip() for c in table.columns]
-    missing = [c for c in ("arrival", "departure", "kwh") if c not in table.columns]
-    if missing:
-        raise QubitSimError(
-            f"sessions CSV {path} lacks column(s) {', '.join(missing)}; it has "
-            f"{', '.join(table.columns)}. Required: arrival, departure, kwh; optional: vehicle_id, "
-            "battery_kwh, arrival_soc, max_kw, max_dc_kw, charger"
-        )
+    table = read_csv_table(path, "sessions CSV")
+    table.require(
+        {"arrival": "", "departure": "", "kwh": "kWh"},
+        {
+            "vehicle_id": "",
+            "battery_kwh": "kWh",
+            "arrival_soc": "",
+            "max_kw": "kW",
+            "max_dc_kw": "kW",
+            "charger": "",
+        },
+    )
+    frame = table.frame
+    decimal_comma = table.separator != ","
+    arrivals = table.time_column("arrival", tz)
+    departures = table.time_column("departure", tz)
     problems: list[str] = []
     out: dict[str, list] = {name: [] for name in _FIELDS}
-    has_soc = "arrival_soc" in table.columns
-    for row_index, row in table.iterrows():
-        line = int(row_index) + 2  # header is line 1
-        try:
-            arrival = _parse_time(row["arrival"], tz)
-            departure = _parse_time(row["departure"], tz)
-        except (ValueError, TypeError) as exc:
-            problems.append(f"line {line}: unparsable time ({exc})")
+    has_soc = table.has("arrival_soc")
+    for position, (_, row) in enumerate(frame.iterrows()):
+        line = int(table.lines[position])
+        bad_time = arrivals.row_problem(position) or departures.row_problem(position)
+        if bad_time is not None:
+            problems.append(f"line {line}: {bad_time}")
             continue
+        arrival = arrivals.utc[position]
+        departure = departures.utc[position]
         try:
-            kwh = float(row["kwh"])
-            battery = _number(row, "battery_kwh", defaults["battery_kwh"])
-            max_ac = _number(row, "max_kw", defaults["max_ac_kw"])
-            max_dc = _number(row, "max_dc_kw", defaults["max_dc_kw"])
-            charger = int(_number(row, "charger", defaults["home_charger"]))
+            if str(row["kwh"]).strip() == "":
+                raise ValueError("kwh is empty")
+            kwh = _number(row, "kwh", np.nan, decimal_comma)
+            battery = _number(row, "battery_kwh", defaults["battery_kwh"], decimal_comma)
+            max_ac = _number(row, "max_kw", defaults["max_ac_kw"], decimal_comma)
+            max_dc = _number(row, "max_dc_kw", defaults["max_dc_kw"], decimal_comma)
             soc_given = has_soc and str(row["arrival_soc"]).strip() != ""
-            soc = _number(row, "arrival_soc", defaults["arrival_soc"])
+            soc = _number(row, "arrival_soc", defaults["arrival_soc"], decimal_comma)
         except ValueError as exc:
             problems.append(f"line {line}: not a number ({exc})")
+            continue
+        try:
+            charger = _charger(row.get("charger"), int(defaults["home_charger"]), charger_ids)
+        except ValueError as exc:
+            problems.append(f"line {line}: {exc}")
             continue
         arrival_s = int(round((arrival - start).total_seconds()))
         departure_s = int(round((departure - start).total_seconds()))
@@ -121,9 +169,10 @@ def read_sessions_csv(
             problems.append(f"line {line}: battery_kwh, max_kw and max_dc_kw must be > 0")
             continue
         if kwh > battery + _TOL_KWH:
+            unit = " (is it in Wh? kwh is in kWh)" if kwh >= _WH_HINT_KWH else ""
             problems.append(
-                f"line {line}: kwh {kwh} exceeds the battery ({battery} kWh); add a battery_kwh "
-                "column or raise the default"
+                f"line {line}: kwh {kwh} exceeds the battery ({battery} kWh){unit}; add a "
+                "battery_kwh column or raise the default"
             )
             continue
         if soc_given:
@@ -136,8 +185,8 @@ def read_sessions_csv(
         else:
             # Lower the assumed arrival SOC just enough for the recorded energy to fit.
             soc = max(min(soc, 1.0 - kwh / battery), 0.0)
-        vehicle = str(row.get("vehicle_id", "")).strip() or f"csv_{int(row_index) + 1}"
-        out["session_id"].append(int(row_index))
+        vehicle = str(row.get("vehicle_id", "")).strip() or f"csv_{position + 1}"
+        out["session_id"].append(position)
         out["vehicle_id"].append(vehicle)
         out["vehicle_type"].append("csv")
         out["arrival_s"].append(arrival_s)

@@ -103,13 +103,17 @@ def validate(
     scenario: Annotated[list[Path], typer.Argument(help="Scenario YAML file(s).")],
     deep: Annotated[
         bool,
-        typer.Option(help="Also build the site: feeder buses, profiles, weather, sessions."),
+        typer.Option(
+            help="Also build the site over the whole run: feeder buses, profiles, every row of "
+            "the data files the run reads, and the controller with its params."
+        ),
     ] = True,
 ) -> None:
     """Check scenario files; report every problem with its YAML path and line."""
+    from rich.console import Console
     from rich.markup import escape
 
-    from qubit_sim.errors import ScenarioError
+    from qubit_sim.errors import ConfigIssue, ControllerError, ScenarioError
     from qubit_sim.scenario.build import build_site
     from qubit_sim.scenario.loader import load_scenario
 
@@ -119,16 +123,23 @@ def validate(
         try:
             loaded = load_scenario(path)
             if deep:
-                build_site(loaded, until_s=loaded.spec.site.step)
+                try:
+                    # The whole horizon: data files are checked for every step the run reads.
+                    build_site(loaded)
+                except ControllerError as exc:
+                    issue = ConfigIssue("controller.name", str(exc))
+                    raise loaded.locate(ScenarioError([issue], str(path))) from exc
         except ScenarioError as exc:
             failed = True
-            from rich.console import Console
-
             Console(stderr=True).print(
                 f"[bold red]invalid:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
             )
             continue
-        console.print(f"[green]valid:[/] {escape(f'{path} ({loaded.name})')}", highlight=False)
+        shallow = "" if deep else " (--no-deep: feeder, data files and controller not checked)"
+        console.print(
+            f"[green]valid:[/] {escape(f'{path} ({loaded.name})')}{escape(shallow)}",
+            highlight=False,
+        )
     if failed:
         raise typer.Exit(EXIT_SCENARIO)
 

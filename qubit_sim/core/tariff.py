@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import pandas as pd
 
+from qubit_sim.core.csv_input import format_utc, read_csv_table
 from qubit_sim.errors import QubitSimError
 from qubit_sim.units import SECONDS_PER_HOUR
 
@@ -284,9 +285,11 @@ class CarbonIntensity:
     Attributes:
         constant_g_per_kwh: Constant intensity [gCO2/kWh].
         hourly_g_per_kwh: 24 values [gCO2/kWh], one per local hour 0..23.
-        csv_path: CSV with columns ``time`` (ISO 8601) and ``g_per_kwh``, linearly interpolated.
-            Times with an offset (``Z``, ``+01:00``) are used as written; naive times are UTC.
-            Values are held for one sample spacing past the last sample; beyond that is an error.
+        csv_path: CSV with columns ``time`` (ISO 8601) and ``g_per_kwh``, linearly interpolated
+            between rows (rows may come in any order). Times with an offset (``Z``, ``+01:00``)
+            are used as written; naive times are local time of the zone given to
+            :func:`carbon_series` (:mod:`qubit_sim.core.csv_input`). The last value is held for
+            one sample spacing past the last row; beyond that is an error.
     """
 
     constant_g_per_kwh: float | None = None
@@ -331,40 +334,50 @@ class CarbonIntensity:
         return cls(csv_path=Path(path))
 
 
-def _read_carbon_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _read_carbon_csv(path: Path, tz: str) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
         raise TariffError(f"carbon intensity CSV {str(path)!r} does not exist")
-    table = pd.read_csv(path)
-    missing = {"time", "g_per_kwh"} - set(table.columns)
+    try:
+        table = read_csv_table(path, "carbon intensity CSV")
+    except QubitSimError as exc:
+        raise TariffError(str(exc)) from exc
+    missing = {"time", "g_per_kwh"} - set(table.frame.columns)
     if missing:
         raise TariffError(
             f"carbon intensity CSV {str(path)!r} lacks column(s) {sorted(missing)}; "
-            f"found {list(table.columns)}"
+            f"found {list(table.frame.columns)}"
         )
-    if len(table) < 2:
+    if len(table.frame) < 2:
         raise TariffError(f"carbon intensity CSV {str(path)!r} needs at least 2 rows")
     try:
-        times = pd.DatetimeIndex(pd.to_datetime(table["time"], utc=True, format="ISO8601"))
-    except (ValueError, TypeError) as exc:
-        raise TariffError(f"carbon intensity CSV {str(path)!r}: unreadable time: {exc}") from exc
-    values = pd.to_numeric(table["g_per_kwh"], errors="coerce").to_numpy(dtype=float)
+        times = table.times("time", tz)
+    except QubitSimError as exc:
+        raise TariffError(str(exc)) from exc
+    values = table.numbers("g_per_kwh")
     bad = ~np.isfinite(values) | (values < 0)
     if bad.any():
         row = int(np.argmax(bad))
+        written = str(table.frame["g_per_kwh"].iloc[row]) or "(empty)"
         raise TariffError(
-            f"carbon intensity CSV {str(path)!r} row {row + 2}: g_per_kwh "
-            f"{table['g_per_kwh'].iloc[row]!r} must be a number >= 0"
+            f"carbon intensity CSV {str(path)!r} row {table.lines[row]}: g_per_kwh {written} "
+            "must be a number >= 0"
         )
     seconds = times.as_unit("s").asi8
     order = np.argsort(seconds, kind="stable")
     seconds, values = seconds[order], values[order]
     if np.any(np.diff(seconds) == 0):
-        raise TariffError(f"carbon intensity CSV {str(path)!r} repeats a time")
+        repeated = int(np.flatnonzero(np.diff(seconds) == 0)[0])
+        raise TariffError(
+            f"carbon intensity CSV {str(path)!r} repeats the time "
+            f"{format_utc(pd.Timestamp(seconds[repeated], unit='s'))}"
+        )
     return seconds, values
 
 
 def carbon_series(spec: CarbonIntensity, times_utc: pd.DatetimeIndex, tz: str) -> np.ndarray:
     """Carbon intensity [gCO2/kWh] at each UTC instant (hourly profiles use local hours).
+
+    A CSV's times without an offset are local time of ``tz``.
 
     Raises:
         TariffError: unknown zone, unreadable CSV, or instants outside the CSV's time range.
@@ -375,16 +388,17 @@ def carbon_series(spec: CarbonIntensity, times_utc: pd.DatetimeIndex, tz: str) -
     if spec.hourly_g_per_kwh is not None:
         return np.asarray(spec.hourly_g_per_kwh)[local.hour.to_numpy()]
     assert spec.csv_path is not None
-    sample_s, values = _read_carbon_csv(Path(spec.csv_path))
+    sample_s, values = _read_carbon_csv(Path(spec.csv_path), tz)
     wanted_s = local.tz_convert("UTC").as_unit("s").asi8
     hold_s = int(np.median(np.diff(sample_s)))
     outside = (wanted_s < sample_s[0]) | (wanted_s > sample_s[-1] + hold_s)
     if outside.any():
-        first = local.tz_convert("UTC")[int(np.argmax(outside))]
-        span = pd.to_datetime(sample_s[[0, -1]], unit="s", utc=True)
+        span = [format_utc(pd.Timestamp(s, unit="s")) for s in (sample_s[0], sample_s[-1])]
+        wanted = [format_utc(pd.Timestamp(s, unit="s")) for s in (wanted_s.min(), wanted_s.max())]
         raise TariffError(
-            f"carbon intensity CSV {str(spec.csv_path)!r} covers {span[0]} .. {span[1]}, "
-            f"not {first}; extend the CSV to the whole run"
+            f"carbon intensity CSV {str(spec.csv_path)!r} covers {span[0]} .. {span[1]} (held "
+            f"{hold_s:g} s past its last row) but the scenario needs {wanted[0]} .. {wanted[1]}; "
+            "extend the CSV to the whole run"
         )
     return np.interp(wanted_s, sample_s, values)
 

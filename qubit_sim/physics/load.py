@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from qubit_sim.core.csv_input import format_utc, line_list, read_csv_table
 from qubit_sim.errors import QubitSimError
 
 __all__ = [
@@ -166,63 +167,56 @@ def scale_profile(
     return values * (peak_kw / peak)
 
 
-def _lines(mask: np.ndarray) -> str:
-    lines = (np.flatnonzero(mask) + 2).tolist()  # +1 header, +1 one-based
-    shown = ", ".join(str(n) for n in lines[:5])
-    return f"line{'s' if len(lines) > 1 else ''} {shown}{' ...' if len(lines) > 5 else ''}"
-
-
 def load_from_csv(
     path: str | Path,
     times_utc: pd.DatetimeIndex,
     method: str = "hold",
     max_gap_s: float | None = None,
+    tz: str | None = None,
+    max_abs_kw: float | None = None,
 ) -> np.ndarray:
     """Read a load time series from CSV and sample it at ``times_utc`` [kW].
 
-    Columns: ``time`` (ISO 8601; values without an offset are UTC) and ``p_kw``. Each value holds
-    from its time to the next (``method="hold"``, the default: metered interval averages) or is
-    linearly interpolated between rows (``method="linear"``: instantaneous samples). The last row
-    holds for one more median spacing; the file must cover every requested instant, and no
-    requested instant may fall into a gap between rows longer than ``max_gap_s`` (default: twice
-    the median spacing), where the value would be invented.
+    Columns: ``time`` and ``p_kw`` [kW], read by the rules of :mod:`qubit_sim.core.csv_input`:
+    times with an offset (``Z``, ``+02:00``) are used as written; times without one are local
+    time of ``tz`` (``None`` refuses them). Each value holds from its time to the next
+    (``method="hold"``, the default: metered interval averages) or is linearly interpolated
+    between rows (``method="linear"``: instantaneous samples). The last row holds for one more
+    median spacing; the file must cover every requested instant, and no requested instant may
+    fall into a gap between rows longer than ``max_gap_s`` (default: twice the median spacing),
+    where the value would be invented.
+
+    Args:
+        max_abs_kw: If given, a value whose magnitude exceeds it is an error: a unit check for
+            files written in W under a ``p_kw`` header.
 
     Raises:
         QubitSimError: unreadable file, missing columns, unparsable rows (with line numbers),
-            non-increasing times, or a file that does not cover ``times_utc``.
+            non-existent or ambiguous local times, non-increasing times, values above
+            ``max_abs_kw``, or a file that does not cover ``times_utc``.
     """
     if method not in ("hold", "linear"):
         raise QubitSimError(f"method {method!r} is not 'hold' or 'linear'")
-    source = Path(path)
-    try:
-        table = pd.read_csv(source, dtype=str, skipinitialspace=True)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise QubitSimError(f"cannot read load CSV {source}: {exc}") from exc
-    table.columns = [str(c).strip() for c in table.columns]
-    missing = [c for c in ("time", "p_kw") if c not in table.columns]
-    if missing:
-        raise QubitSimError(
-            f"load CSV {source} lacks column(s) {', '.join(missing)}; it has "
-            f"{', '.join(table.columns)}. Required: time, p_kw"
-        )
-    if table.empty:
-        raise QubitSimError(f"load CSV {source} has no data rows")
-    times = pd.to_datetime(table["time"], utc=True, errors="coerce", format="ISO8601")
-    if times.isna().any():
-        raise QubitSimError(
-            f"load CSV {source}: unparsable time at {_lines(times.isna().to_numpy())}; write "
-            "ISO 8601, e.g. 2024-06-01T12:00:00Z"
-        )
-    p_kw = pd.to_numeric(table["p_kw"], errors="coerce").to_numpy(np.float64)
+    table = read_csv_table(path, "load CSV")
+    source = table.path
+    table.require({"time": "", "p_kw": "kW"})
+    times = table.times("time", tz)
+    p_kw = table.numbers("p_kw")
     if not np.isfinite(p_kw).all():
-        raise QubitSimError(
-            f"load CSV {source}: p_kw is not a number at {_lines(~np.isfinite(p_kw))}"
+        raise table.error(table.number_problem("p_kw", ~np.isfinite(p_kw)))
+    if max_abs_kw is not None and np.abs(p_kw).max() > max_abs_kw:
+        row = int(np.argmax(np.abs(p_kw)))
+        raise table.error(
+            f"p_kw reaches {p_kw[row]:,.0f} kW at line {table.lines[row]}, more than the "
+            f"{max_abs_kw:,.0f} "
+            "kW this site's load can plausibly draw; is the column in W? p_kw must be in kW "
+            "(divide by 1000)"
         )
-    t_ns = pd.DatetimeIndex(times).as_unit("ns").asi8
+    t_ns = times.as_unit("ns").asi8
     gaps = np.diff(t_ns)
     if (gaps <= 0).any():
         bad = np.concatenate([[False], gaps <= 0])
-        raise QubitSimError(f"load CSV {source}: times must increase strictly; see {_lines(bad)}")
+        raise table.error(f"times must increase strictly; see {line_list(bad, table.lines)}")
     tail_ns = int(np.median(gaps)) if len(gaps) else 0
     index = pd.DatetimeIndex(times_utc)
     index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
@@ -234,9 +228,10 @@ def load_from_csv(
     beyond = at_ns.max() >= end_ns if method == "hold" and tail_ns else at_ns.max() > end_ns
     if at_ns.min() < t_ns[0] or beyond:
         raise QubitSimError(
-            f"load CSV {source} covers {pd.Timestamp(t_ns[0], tz='UTC')} .. "
-            f"{pd.Timestamp(end_ns, tz='UTC')} but the scenario needs "
-            f"{index.min()} .. {index.max()}; extend the file or shorten the scenario"
+            f"load CSV {source} covers {format_utc(pd.Timestamp(t_ns[0]))} .. "
+            f"{format_utc(pd.Timestamp(end_ns))} but the scenario needs "
+            f"{format_utc(index.min())} .. {format_utc(index.max())}; extend the file or shorten "
+            "the scenario"
         )
     limit_ns = 2 * tail_ns if max_gap_s is None else int(max_gap_s * _NS)
     if len(gaps):
@@ -245,9 +240,19 @@ def load_from_csv(
         long_gap = np.zeros(len(t_ns), dtype=bool)
         long_gap[inside[gaps[inside] > limit_ns]] = True
         if long_gap.any():
-            raise QubitSimError(
-                f"load CSV {source}: the scenario falls into a gap after {_lines(long_gap)} "
-                f"(longer than {limit_ns / _NS:g} s); fill the gap or pass max_gap_s"
+            first = int(np.flatnonzero(long_gap)[0])
+            limit = (
+                f"twice the file's usual spacing, {limit_ns / _NS:g} s"
+                if max_gap_s is None
+                else f"max_gap_s = {max_gap_s:g} s"
+            )
+            raise table.error(
+                f"the scenario falls into a gap after {line_list(long_gap, table.lines)} "
+                f"(from {format_utc(pd.Timestamp(t_ns[first]))} to "
+                f"{format_utc(pd.Timestamp(t_ns[first + 1]))}, longer than {limit}); write the "
+                "missing rows (a row holds its value until the next, so repeating the last value "
+                "before the gap holds it across)"
+                + (", or from Python pass a larger max_gap_s" if max_gap_s is None else "")
             )
     if method == "linear":
         return np.interp(at_ns.astype(np.float64), t_ns.astype(np.float64), p_kw)

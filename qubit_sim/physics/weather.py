@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from qubit_sim.core.csv_input import CsvTable, line_list, read_csv_table
 from qubit_sim.errors import QubitSimError
 
 __all__ = [
@@ -43,6 +44,18 @@ _DEFAULT_TEMP_AIR_C = 20.0
 _DEFAULT_WIND_SPEED_M_S = 1.0
 
 _LABELS = ("start", "center", "end")
+
+# Unit checks: bounds no honest file crosses, so that only a unit mistake trips them. The solar
+# constant is 1,361 W/m²; cloud enhancement lifts short-interval ground measurements above clear
+# sky, yet far below 2,000 W/m². GHI x 1000 (mW/m²) exceeds it at any daylight row.
+_IRRADIANCE_MAX_W_M2 = 2000.0
+# A sun 20° high gives ~250 W/m² under a clear sky and dense overcast still lets more than 5 W/m²
+# of it through, while a file in kW/m² never exceeds 1.5.
+_GHI_DAYLIGHT_MIN_W_M2 = 5.0
+_SUN_UP_DEG = 20.0
+# Air temperature records are 56.7 °C and -89.2 °C; kelvin values start near 200.
+_TEMP_AIR_MAX_C = 70.0
+_TEMP_AIR_MIN_C = -90.0
 
 
 def _pvlib_data_dir() -> Path:
@@ -191,81 +204,66 @@ def decompose_ghi(
     return np.asarray(parts["dni"], dtype=float), np.asarray(parts["dhi"], dtype=float)
 
 
-def _bad_rows(mask: np.ndarray) -> str:
-    lines = (np.flatnonzero(mask) + 2).tolist()  # +1 header, +1 one-based
-    shown = ", ".join(str(n) for n in lines[:5])
-    return f"line{'s' if len(lines) > 1 else ''} {shown}{' ...' if len(lines) > 5 else ''}"
-
-
 def weather_from_csv(
     path: str | Path,
     latitude: float | None = None,
     longitude: float | None = None,
     label: str = "center",
+    tz: str | None = None,
 ) -> pd.DataFrame:
     """Read measured or forecast weather from a CSV file.
 
-    Columns: ``time`` (ISO 8601; values without an offset are taken as UTC), ``ghi`` [W/m²], and
-    optionally ``dni``, ``dhi`` [W/m²], ``temp_air`` [°C] (default 20), ``wind_speed`` [m/s]
-    (default 1). Without ``dni``/``dhi`` they are decomposed from ``ghi`` with the Erbs model,
-    here when ``latitude``/``longitude`` are given, otherwise later by the PV model, which knows
-    the site. Small negative irradiance (sensor offsets at night) is clipped to 0.
+    Columns: ``time``, ``ghi`` [W/m²], and optionally ``dni``, ``dhi`` [W/m²], ``temp_air`` [°C]
+    (default 20), ``wind_speed`` [m/s] (default 1), read by the rules of
+    :mod:`qubit_sim.core.csv_input`: times with an offset (``Z``, ``+02:00``) are used as
+    written, times without one are local time of ``tz`` (``None`` refuses them). Without
+    ``dni``/``dhi`` they are decomposed from ``ghi`` with the Erbs model, here when
+    ``latitude``/``longitude`` are given, otherwise later by the PV model, which knows the site.
+    Small negative irradiance (sensor offsets at night) is clipped to 0.
+
+    Values in a wrong unit are refused: irradiance above 2,000 W/m², air temperature above 70 °C
+    or below -90 °C, and (with a location) ``ghi`` that never reaches 5 W/m² although the sun
+    stands 20° or more above the horizon at some row.
 
     Args:
         path: CSV file.
-        latitude: Site latitude [deg], needed here only to decompose GHI.
+        latitude: Site latitude [deg], needed here to decompose GHI and to check its unit.
         longitude: Site longitude [deg], idem.
         label: Which instant of each row's interval ``time`` names: ``"start"``, ``"center"``
             (also for instantaneous samples) or ``"end"``.
+        tz: IANA zone of times written without an offset.
 
     Raises:
-        QubitSimError: unreadable file, missing columns, unparsable or non-increasing times or
-            non-numeric values (with line numbers), or a bad ``label``.
+        QubitSimError: unreadable file, missing columns, unparsable, non-existent, ambiguous or
+            non-increasing times, non-numeric or implausible values (with line numbers), or a
+            bad ``label``.
     """
     if label not in _LABELS:
         raise QubitSimError(f"label {label!r} is not one of {', '.join(_LABELS)}")
-    source = Path(path)
-    try:
-        table = pd.read_csv(source, dtype=str, skipinitialspace=True)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise QubitSimError(f"cannot read weather CSV {source}: {exc}") from exc
-    table.columns = [str(c).strip() for c in table.columns]
-    missing = [c for c in ("time", "ghi") if c not in table.columns]
-    if missing:
-        raise QubitSimError(
-            f"weather CSV {source} lacks column(s) {', '.join(missing)}; it has "
-            f"{', '.join(table.columns)}. Required: time, ghi; optional: dni, dhi, temp_air, "
-            "wind_speed"
-        )
-    if ("dni" in table.columns) != ("dhi" in table.columns):
+    table = read_csv_table(path, "weather CSV")
+    source = table.path
+    table.require(
+        {"time": "", "ghi": "W/m²"},
+        {"dni": "W/m²", "dhi": "W/m²", "temp_air": "°C", "wind_speed": "m/s"},
+    )
+    if table.has("dni") != table.has("dhi"):
         raise QubitSimError(
             f"weather CSV {source} has only one of dni/dhi; give both or neither (then they are "
             "decomposed from ghi)"
         )
-    if table.empty:
-        raise QubitSimError(f"weather CSV {source} has no data rows")
-    times = pd.to_datetime(table["time"], utc=True, errors="coerce", format="ISO8601")
-    if times.isna().any():
-        raise QubitSimError(
-            f"weather CSV {source}: unparsable time at {_bad_rows(times.isna().to_numpy())}; "
-            "write ISO 8601, e.g. 2024-06-01T12:00:00Z"
-        )
-    steps = np.diff(pd.DatetimeIndex(times).as_unit("ns").asi8)
+    times = table.times("time", tz)
+    steps = np.diff(times.as_unit("ns").asi8)
     if (steps <= 0).any():
         bad = np.concatenate([[False], steps <= 0])
-        raise QubitSimError(
-            f"weather CSV {source}: times must increase strictly; see {_bad_rows(bad)}"
-        )
+        raise table.error(f"times must increase strictly; see {line_list(bad, table.lines)}")
     frame = pd.DataFrame(index=pd.DatetimeIndex(times, name="time"))
     for column in WEATHER_COLUMNS:
-        if column not in table.columns:
+        if not table.has(column):
             continue
-        values = pd.to_numeric(table[column], errors="coerce").to_numpy(float)
+        values = table.numbers(column)
         if np.isnan(values).any():
-            raise QubitSimError(
-                f"weather CSV {source}: column {column} is not a number at "
-                f"{_bad_rows(np.isnan(values))}"
-            )
+            raise table.error(f"column {table.number_problem(column, np.isnan(values))}")
+        _check_unit(table, column, values)
         frame[column] = np.maximum(values, 0.0) if column in ("ghi", "dni", "dhi") else values
     frame.attrs.update(
         interval_s=int(np.median(steps) // 10**9) if len(steps) else 3600,
@@ -273,6 +271,8 @@ def weather_from_csv(
         typical_year=False,
         name=source.stem,
     )
+    if latitude is not None and longitude is not None:
+        _check_daylight(table, frame, latitude, longitude)
     if "temp_air" not in frame:
         frame["temp_air"] = _DEFAULT_TEMP_AIR_C
     if "wind_speed" not in frame:
@@ -285,6 +285,57 @@ def weather_from_csv(
     if latitude is not None and longitude is not None:
         frame.attrs.update(latitude=float(latitude), longitude=float(longitude))
     return frame
+
+
+def _check_unit(table: CsvTable, column: str, values: np.ndarray) -> None:
+    """Refuse values no honest file in the documented unit holds (a unit mistake)."""
+    if column in ("ghi", "dni", "dhi") and values.max() > _IRRADIANCE_MAX_W_M2:
+        row = int(np.argmax(values))
+        factor = " (1,000 times too large: mW/m²?)" if values.max() > 100_000 else ""
+        raise table.error(
+            f"column {column} reaches {values[row]:,.1f} W/m² at line {table.lines[row]}; "
+            f"irradiance at the ground stays below {_IRRADIANCE_MAX_W_M2:,.0f} W/m², so the "
+            f"column is in another unit{factor}. {column} must be in W/m²"
+        )
+    if column == "temp_air":
+        row = int(np.argmax(values))
+        if values[row] > _TEMP_AIR_MAX_C:
+            unit = "kelvin (subtract 273.15)" if values[row] > 200 else "°F"
+            raise table.error(
+                f"column temp_air reaches {values[row]:g} at line {table.lines[row]}, above "
+                f"{_TEMP_AIR_MAX_C:g} °C; is it in {unit}? temp_air must be in °C"
+            )
+        row = int(np.argmin(values))
+        if values[row] < _TEMP_AIR_MIN_C:
+            raise table.error(
+                f"column temp_air falls to {values[row]:g} at line {table.lines[row]}, below "
+                f"{_TEMP_AIR_MIN_C:g} °C (colder than ever measured): a missing-data code? "
+                "temp_air must be in °C; fill such rows, or leave the column out (20 °C is then "
+                "used)"
+            )
+
+
+def _check_daylight(
+    table: CsvTable, frame: pd.DataFrame, latitude: float, longitude: float
+) -> None:
+    """Refuse GHI that stays near zero while the sun is well up: kW/m² under a W/m² header."""
+    ghi = frame["ghi"].to_numpy()
+    if ghi.max() >= _GHI_DAYLIGHT_MIN_W_M2:
+        return
+    import pvlib
+
+    centres = frame.index + interval_centre_offset(frame.attrs)
+    elevation = pvlib.solarposition.get_solarposition(centres, latitude, longitude)[
+        "apparent_elevation"
+    ].to_numpy()
+    if elevation.max() < _SUN_UP_DEG:
+        return
+    row = int(np.argmax(elevation))
+    raise table.error(
+        f"column ghi never reaches {_GHI_DAYLIGHT_MIN_W_M2:g} W/m² (its maximum is "
+        f"{ghi.max():g}), although the sun stands {elevation[row]:.0f}° high at line "
+        f"{table.lines[row]}; is it in kW/m²? ghi must be in W/m² (multiply by 1000)"
+    )
 
 
 def interval_centre_offset(attrs: dict) -> pd.Timedelta:

@@ -6,6 +6,7 @@ collected, and raised as one :class:`~qubit_sim.errors.ScenarioError`, like the 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,11 +18,16 @@ from qubit_sim.control.base import Controller, SiteInfo
 from qubit_sim.control.registry import make_controller
 from qubit_sim.core.clock import SimClock
 from qubit_sim.core.rng import RngTree
-from qubit_sim.errors import ConfigIssue, QubitSimError, ScenarioError
+from qubit_sim.errors import ConfigIssue, ControllerError, QubitSimError, ScenarioError
 from qubit_sim.scenario.fault_targets import entry_device_ids
 from qubit_sim.scenario.loader import LoadedScenario, device_id_issues, format_path
 
 __all__ = ["GridModel", "SiteModel", "build_site"]
+
+# A load CSV peaking above this many times the grid connection's import limit is taken for a
+# file in W under a p_kw header: a building's own load is of the order of its connection (a
+# connection sized for it), never twenty times it; W read as kW is 1,000 times too large.
+_LOAD_UNIT_FACTOR = 20.0
 
 
 @dataclass
@@ -97,6 +103,11 @@ def build_site(
         seed: Overrides ``site.seed``.
         until_s: Simulate only the first ``until_s`` seconds (rounded down to whole steps).
         controller: Use this controller instead of the scenario's.
+
+    Raises:
+        ScenarioError: every problem found, each at its YAML path and line: feeder buses,
+            profiles, data files (read over the whole horizon built), and the scenario's own
+            controller refusing its ``controller.params`` or failing to import.
     """
     spec = loaded.spec
     clashes = device_id_issues(spec.assets, loaded.lines)
@@ -209,7 +220,15 @@ def build_site(
     tariff, prices, export_prices, carbon = _tariff(loaded, times, issues)
 
     # EV sessions
-    sessions = _sessions(loaded, clock, rng, len(charger_ids), issues)
+    sessions = _sessions(loaded, clock, rng, charger_ids, issues)
+
+    chosen = controller
+    if chosen is None:
+        try:
+            chosen = make_controller(spec.controller.name, dict(spec.controller.params))
+        except ControllerError as exc:
+            path, message = _controller_issue(spec.controller.params, exc)
+            issues.add(path, message)
 
     if issues.items:
         raise loaded.locate(ScenarioError(issues.items, str(loaded.path or loaded.name)))
@@ -239,7 +258,7 @@ def build_site(
         tz=site.location.tz,
         params={"tariff": tariff, "scenario": loaded},
     )
-    chosen = controller or make_controller(spec.controller.name, dict(spec.controller.params))
+    assert chosen is not None
     return SiteModel(
         scenario=loaded,
         clock=clock,
@@ -263,6 +282,17 @@ def build_site(
         pv_site_bus=np.array(pv_bus, dtype=np.int64),
         load_site_bus=np.array(load_bus, dtype=np.int64),
     )
+
+
+def _controller_issue(params: Any, exc: ControllerError) -> tuple[tuple[Any, ...], str]:
+    """Where in the file a controller's refusal belongs: the parameter it names, else the name."""
+    message = str(exc)
+    for key in params:
+        if re.search(rf"(?<![\w.]){re.escape(str(key))}(?![\w])", message):
+            return ("controller", "params", key), message
+    if params and "param" in message:
+        return ("controller", "params"), message
+    return ("controller", "name"), message
 
 
 def _build_grid(loaded: LoadedScenario, times: Any, issues: _Issues) -> GridModel | None:
@@ -311,7 +341,13 @@ def _pv_power(loaded: LoadedScenario, entry: Any, times: Any) -> np.ndarray:
             tmy_weather(entry.weather[4:], times[0].year), location.lat, location.lon
         )
     else:
-        weather = weather_from_csv(loaded.resolve(entry.weather))
+        weather = weather_from_csv(
+            loaded.resolve(entry.weather),
+            latitude=location.lat,
+            longitude=location.lon,
+            label=entry.weather_label or "center",
+            tz=location.tz,
+        )
     return pv_ac_power_kw(
         times,
         weather,
@@ -335,12 +371,19 @@ def _load_power(loaded: LoadedScenario, entry: Any, times: Any) -> np.ndarray:
         simbench_load_profile,
     )
 
+    site = loaded.spec.site
     if entry.profile.startswith("csv:"):
-        return load_from_csv(loaded.resolve(entry.profile[4:]), times)
+        limit = site.grid_connection.import_kw
+        return load_from_csv(
+            loaded.resolve(entry.profile[4:]),
+            times,
+            tz=site.location.tz,
+            max_abs_kw=None if limit is None else _LOAD_UNIT_FACTOR * limit,
+        )
     profile = scale_profile(
         simbench_load_profile(entry.profile), annual_kwh=entry.annual_kwh, peak_kw=entry.peak_kw
     )
-    return profile_at(times, profile, tz=loaded.spec.site.location.tz, align_weekdays=True)
+    return profile_at(times, profile, tz=site.location.tz, align_weekdays=True)
 
 
 def _tariff(
@@ -400,18 +443,25 @@ def _tariff(
 
 
 def _sessions(
-    loaded: LoadedScenario, clock: SimClock, rng: RngTree, n_chargers: int, issues: _Issues
+    loaded: LoadedScenario, clock: SimClock, rng: RngTree, charger_ids: list[str], issues: _Issues
 ) -> Any:
+    from qubit_sim.agents.csv_replay import SESSION_DEFAULTS, read_sessions_csv
     from qubit_sim.agents.population import EvPopulation, SessionTable, VehicleType
 
     evs = loaded.spec.evs
+    n_chargers = len(charger_ids)
     if evs is None:
         return SessionTable.empty()
     if evs.sessions_csv is not None:
         try:
-            return SessionTable.from_csv(
-                loaded.resolve(evs.sessions_csv), clock.start, tz=loaded.spec.site.location.tz
+            columns = read_sessions_csv(
+                loaded.resolve(evs.sessions_csv),
+                clock.start,
+                tz=loaded.spec.site.location.tz,
+                defaults=SESSION_DEFAULTS,
+                charger_ids=charger_ids,
             )
+            return SessionTable.from_columns(**columns)
         except QubitSimError as exc:
             issues.add(("evs", "sessions_csv"), str(exc))
             return SessionTable.empty()

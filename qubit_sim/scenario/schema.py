@@ -242,8 +242,23 @@ class PvSpec(_AssetBase):
     losses_pct: float = Field(default=14.0, ge=0, lt=100)
     model: Literal["pvwatts"] = "pvwatts"
     weather: str = Field(default="tmy:723170TYA", description="'tmy:<pvlib file>' or a CSV path")
+    weather_label: Literal["start", "center", "end"] | None = Field(
+        default=None,
+        description="which instant of its interval a weather CSV row's time names "
+        "(default: center); TMY files are labelled by pvlib",
+    )
     count: int = Field(default=1, ge=1, description="identical plants (one per bus in `buses`)")
     buses: list[Bus] | None = None
+
+    @model_validator(mode="after")
+    def _label_for_csv(self) -> PvSpec:
+        if self.weather_label is not None and self.weather.startswith("tmy:"):
+            raise FieldError(
+                ("weather_label",),
+                "applies to CSV weather only; the rows of a TMY file are labelled by their file "
+                "format. Remove weather_label",
+            )
+        return self
 
 
 class LoadSpec(_AssetBase):

@@ -278,7 +278,7 @@ def test_carbon_csv_is_interpolated(tmp_path) -> None:
         "time,g_per_kwh\n"
         "2024-01-01T01:00:00+01:00,100\n"  # 00:00Z, written with an offset
         "2024-01-01T01:00:00Z,200\n"
-        "2024-01-01T02:00:00,400\n"  # naive: UTC
+        "2024-01-01T03:00:00,400\n"  # naive: local time of the zone (AMS, UTC+1) = 02:00Z
     )
     times = utc("2024-01-01T00:00Z", "2024-01-01T00:30Z", "2024-01-01T01:45Z", "2024-01-01T02:59Z")
     spec = CarbonIntensity.from_csv(path)
