@@ -542,9 +542,10 @@ class Simulation:
             bad = np.asarray(battery_kw, dtype=float)
             bad = bad[~np.isfinite(bad)]
             if len(bad):
+                word = "NaN" if math.isnan(bad[0]) else str(bad[0])
                 raise ControllerError(
-                    f"controller {controller_label(self.controller)} returned battery_kw "
-                    f"{bad[0]} for a battery; a battery setpoint must be a finite power [kW] "
+                    f"controller {controller_label(self.controller)} returned {word} battery_kw "
+                    "for a battery; a battery setpoint must be a finite power [kW] "
                     "(0 = idle; values beyond the limits are clipped to them)"
                 )
 

@@ -361,9 +361,9 @@ def test_honest_runs_never_trip_the_balance_check(
         ("scalar", "returned charger_kw of shape (); expected (3,): one value per charger"),
         ("text", "returned charger_kw of dtype <U1 (text); expected numbers [kW]"),
         ("bool", "returned charger_kw of dtype bool (booleans)"),
-        ("inf_battery", "returned battery_kw inf for a battery; a battery setpoint must be finite"),
-        ("-inf_battery", "returned battery_kw -inf for a battery"),
-        ("nan_battery", "returned battery_kw nan for a battery"),
+        ("inf_battery", "returned inf battery_kw for a battery; a battery setpoint must be finite"),
+        ("-inf_battery", "returned -inf battery_kw for a battery"),
+        ("nan_battery", "returned NaN battery_kw for a battery"),
     ],
 )
 def test_wrong_setpoints_are_named(
