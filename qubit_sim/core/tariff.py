@@ -8,6 +8,11 @@ then the union of ``23:00``-``23:59`` and ``00:00``-``06:59``, and the weekday a
 apply to the local calendar day of each instant. Where several rates match, the first listed wins;
 uncovered instants use ``default_price_per_kwh``.
 
+Instead of rates, a tariff may carry a :class:`~qubit_sim.core.price_series.PriceSeries` (dynamic
+prices, e.g. day-ahead, read from a CSV): energy is then priced by the series, and export too when
+the series has export prices (:meth:`Tariff.export_prices`); its rate name is
+:data:`~qubit_sim.core.price_series.PRICE_SERIES_RATE_NAME`.
+
 Every function takes the UTC start instant of each step. A step is priced at its start instant.
 Powers follow the load convention at the site bus: ``site_p_kw > 0`` imports, ``< 0`` exports.
 """
@@ -25,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from qubit_sim.core.csv_input import format_utc, read_csv_table
+from qubit_sim.core.price_series import PRICE_SERIES_RATE_NAME, PriceSeries, TariffError
 from qubit_sim.errors import QubitSimError
 from qubit_sim.units import SECONDS_PER_HOUR
 
@@ -56,13 +62,6 @@ DEFAULT_RATE_NAME = "default"
 """Rate name reported for instants no energy rate covers (priced at ``default_price_per_kwh``)."""
 
 _HHMM = re.compile(r"^(\d{1,2}):(\d{2})$")
-
-
-class TariffError(QubitSimError, ValueError):
-    """A tariff, carbon-intensity source or billing input is invalid or does not cover a time.
-
-    It is also a :class:`ValueError`, so configuration layers can treat it like any bad value.
-    """
 
 
 def _finite(value: Any, what: str) -> float:
@@ -170,6 +169,9 @@ class Tariff:
         demand_charge_per_kw: Charge per kW of the billing-period peak [currency/kW].
         demand_window_s: Averaging window of the demand peak [s]; divides a day.
         billing_period: ``"month"``, ``"week"`` (ISO, Monday first) or ``"day"``, local calendar.
+        price_series: Dynamic prices pricing every instant instead of ``energy_rates`` and
+            ``default_price_per_kwh`` (which must then be empty and None); its export prices,
+            when it has them, replace ``export_price_per_kwh``.
     """
 
     currency: str = "EUR"
@@ -179,6 +181,7 @@ class Tariff:
     demand_charge_per_kw: float = 0.0
     demand_window_s: int = 900
     billing_period: str = "month"
+    price_series: PriceSeries | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.currency, str) or not self.currency.strip():
@@ -193,8 +196,20 @@ class Tariff:
         if self.default_price_per_kwh is not None:
             price = _finite(self.default_price_per_kwh, "tariff default_price_per_kwh")
             object.__setattr__(self, "default_price_per_kwh", price)
-        elif not rates:
-            raise TariffError("tariff has no energy_rates and no default_price_per_kwh; set one")
+        elif not rates and self.price_series is None:
+            raise TariffError(
+                "tariff has no energy_rates and no default_price_per_kwh (nor a price series); set one"
+            )
+        if self.price_series is not None:
+            if not isinstance(self.price_series, PriceSeries):
+                raise TariffError(
+                    f"tariff price_series must be a PriceSeries, got {self.price_series!r}"
+                )
+            if rates or self.default_price_per_kwh is not None:
+                raise TariffError(
+                    "tariff has a price series and energy_rates or default_price_per_kwh: the "
+                    "series prices every instant, so give one or the other"
+                )
         export = _finite(self.export_price_per_kwh, "tariff export_price_per_kwh")
         object.__setattr__(self, "export_price_per_kwh", export)
         demand = _finite(self.demand_charge_per_kw, "tariff demand_charge_per_kw")
@@ -208,6 +223,19 @@ class Tariff:
                 "that divides a day, e.g. 900 (15 min) or 3600"
             )
         _check_period(self.billing_period)
+
+    def export_prices(self, times_utc: pd.DatetimeIndex) -> np.ndarray:
+        """Export price [currency/kWh] at each UTC instant: the price series' export prices if
+        it has them, else the constant ``export_price_per_kwh``.
+
+        Raises:
+            TariffError: an instant the price series does not cover.
+        """
+        series = self.price_series
+        exports = None if series is None else series.export_prices(times_utc)
+        if exports is None:
+            return np.full(len(times_utc), self.export_price_per_kwh)
+        return exports
 
 
 def _check_period(period: str) -> None:
@@ -259,9 +287,13 @@ def energy_price_series(tariff: Tariff, times_utc: pd.DatetimeIndex, tz: str) ->
     """Import price [currency/kWh] at each UTC instant, windows evaluated in local zone ``tz``.
 
     Raises:
-        TariffError: unknown zone, or an instant no rate covers while there is no default price.
+        TariffError: unknown zone, an instant no rate covers while there is no default price, or
+            an instant the tariff's price series does not cover.
     """
-    return _prices(tariff)[_rate_index(tariff, _local_times(times_utc, tz))]
+    local = _local_times(times_utc, tz)
+    if tariff.price_series is not None:
+        return tariff.price_series.import_prices(local)
+    return _prices(tariff)[_rate_index(tariff, local)]
 
 
 def _prices(tariff: Tariff) -> np.ndarray:
@@ -272,8 +304,13 @@ def _prices(tariff: Tariff) -> np.ndarray:
 
 
 def rate_names(tariff: Tariff, times_utc: pd.DatetimeIndex, tz: str) -> np.ndarray:
-    """Name of the rate applying at each UTC instant (:data:`DEFAULT_RATE_NAME` if none)."""
-    chosen = _rate_index(tariff, _local_times(times_utc, tz))
+    """Name of the rate applying at each UTC instant (:data:`DEFAULT_RATE_NAME` if none;
+    :data:`PRICE_SERIES_RATE_NAME` under a price series)."""
+    local = _local_times(times_utc, tz)
+    if tariff.price_series is not None:
+        tariff.price_series.import_prices(local)  # the same coverage check as the prices
+        return np.full(len(local), PRICE_SERIES_RATE_NAME, dtype=object)
+    chosen = _rate_index(tariff, local)
     names = [rate.name for rate in tariff.energy_rates] + [DEFAULT_RATE_NAME]
     return np.asarray(names, dtype=object)[chosen]
 
@@ -619,21 +656,28 @@ def bill(
     """Bill a site power series [kW, load convention] over its run.
 
     Energy is charged per rate name (every rate of the tariff appears, plus
-    :data:`DEFAULT_RATE_NAME` when a default price is set); the demand charge applies to each
-    billing period's peak in full, also for a period the run covers only in part.
+    :data:`DEFAULT_RATE_NAME` when a default price is set; one :data:`PRICE_SERIES_RATE_NAME`
+    charge under a price series); the demand charge applies to each billing period's peak in
+    full, also for a period the run covers only in part.
     """
     site = np.asarray(site_p_kw, dtype=float)
     imports = np.clip(site, 0.0, None)
     exports = np.clip(-site, 0.0, None)
     local = _local_times(times_utc, tz)
-    chosen = _rate_index(tariff, local)
     hours = step_s / SECONDS_PER_HOUR
     import_kwh = _check_power(imports, "site_p_kw", len(local)) * hours
-    cost = import_kwh * _prices(tariff)[chosen]
-    names = [rate.name for rate in tariff.energy_rates]
-    if tariff.default_price_per_kwh is not None:
-        names.append(DEFAULT_RATE_NAME)
-    labels = np.asarray([rate.name for rate in tariff.energy_rates] + [DEFAULT_RATE_NAME])[chosen]
+    if tariff.price_series is not None:
+        cost = import_kwh * tariff.price_series.import_prices(local)
+        names = [PRICE_SERIES_RATE_NAME]
+        labels = np.full(len(local), PRICE_SERIES_RATE_NAME, dtype=object)
+    else:
+        chosen = _rate_index(tariff, local)
+        cost = import_kwh * _prices(tariff)[chosen]
+        names = [rate.name for rate in tariff.energy_rates]
+        if tariff.default_price_per_kwh is not None:
+            names.append(DEFAULT_RATE_NAME)
+        every = [rate.name for rate in tariff.energy_rates] + [DEFAULT_RATE_NAME]
+        labels = np.asarray(every)[chosen]
     energy = tuple(
         RateCharge(
             name=name,
@@ -655,14 +699,19 @@ def bill(
         )
         for label, row in peaks.iterrows()
     )
-    export_kwh = float(exports.sum() * hours)
+    export_kwh = exports * hours
+    series = tariff.price_series
+    if series is not None and series.export_price_per_kwh is not None:
+        export_credit = float((export_kwh * tariff.export_prices(local)).sum())
+    else:
+        export_credit = float(export_kwh.sum()) * tariff.export_price_per_kwh
     return Bill(
         currency=tariff.currency,
         energy=energy,
         demand=demand,
         import_kwh=float(import_kwh.sum()),
-        export_kwh=export_kwh,
-        export_credit=export_kwh * tariff.export_price_per_kwh,
+        export_kwh=float(export_kwh.sum()),
+        export_credit=export_credit,
     )
 
 

@@ -410,20 +410,29 @@ def _tariff(
             issues.add(("tariff", "energy_rates", index), str(exc))
     n = len(times)
     prices = np.zeros(n)
+    export_prices = np.full(n, spec.export_price_per_kwh)
     tariff = tariffs.Tariff(currency=spec.currency, default_price_per_kwh=0.0)
+    where = ("tariff", "price_csv" if spec.price_csv is not None else "energy_rates")
     try:
+        series = None
+        if spec.price_csv is not None:
+            from qubit_sim.core.price_series import read_price_csv
+
+            series = read_price_csv(loaded.resolve(spec.price_csv), tz, spec.currency)
+            series.check_steps(times, loaded.spec.site.step)
         tariff = tariffs.Tariff(
             currency=spec.currency,
             energy_rates=tuple(rates),
-            default_price_per_kwh=spec.default_rate,
+            default_price_per_kwh=None if series is not None else spec.default_rate,
             export_price_per_kwh=spec.export_price_per_kwh,
             demand_charge_per_kw=spec.demand_charge_per_kw,
             billing_period=spec.billing_period,
+            price_series=series,
         )
         prices = tariffs.energy_price_series(tariff, times, tz)
+        export_prices = tariff.export_prices(times)
     except (QubitSimError, ValueError) as exc:
-        issues.add(("tariff", "energy_rates"), str(exc))
-    export_prices = np.full(n, spec.export_price_per_kwh)
+        issues.add(where, str(exc))
     carbon_spec = spec.carbon
     carbon = np.zeros(n)
     try:

@@ -445,6 +445,8 @@ def _semantic_issues(
         files.append((("evs", "sessions_csv"), spec.evs.sessions_csv))
     if spec.tariff.carbon.csv:
         files.append((("tariff", "carbon", "csv"), spec.tariff.carbon.csv))
+    if spec.tariff.price_csv:
+        files.append((("tariff", "price_csv"), spec.tariff.price_csv))
     for index, load in enumerate(spec.assets.loads):
         if load.profile.startswith("csv:"):
             files.append((("assets", "loads", index, "profile"), load.profile[4:]))

@@ -367,9 +367,16 @@ class CarbonSpec(_Model):
 
 
 class TariffSpec(_Model):
+    """Energy prices by time-of-use ``energy_rates`` or by a ``price_csv`` series (one or the
+    other), export price, demand charge, carbon intensity and the prices of EV drivers."""
+
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
     energy_rates: list[EnergyRateSpec] = []
     default_rate: float | None = Field(default=0.25, description="price outside all windows")
+    price_csv: str | None = Field(
+        default=None,
+        description="CSV of dynamic prices: time, price_per_kwh [, export_price_per_kwh]",
+    )
     export_price_per_kwh: float = 0.0
     demand_charge_per_kw: float = Field(default=0.0, ge=0)
     billing_period: Literal["month", "week", "day"] = "month"
@@ -378,6 +385,21 @@ class TariffSpec(_Model):
     driver_price_per_kwh: float = Field(
         default=0.39, ge=0, description="price drivers pay per kWh charged (session invoices)"
     )
+
+    @model_validator(mode="after")
+    def _one_price_source(self) -> TariffSpec:
+        if self.price_csv is None:
+            return self
+        if self.energy_rates:
+            raise ValueError(
+                "give energy_rates or price_csv, not both: the price CSV prices every instant"
+            )
+        if "default_rate" in self.model_fields_set:
+            raise ValueError(
+                "default_rate has no meaning with price_csv (the CSV prices every instant); "
+                "remove it"
+            )
+        return self
 
 
 class ControllerSpec(_Model):

@@ -12,6 +12,10 @@ up to 22:59:59); an end before the start wraps midnight. ``weekdays`` and ``mont
 the rate or in its schedule (the published material shows both); giving different values in both
 places is an error. Where several rates match an instant, the first listed wins — as in
 :class:`qubit_sim.core.tariff.Tariff`, which evaluates windows in site-local time.
+
+The shape has no form for dynamic prices (the Qubit v0.1 schemas define no tariff entity; v0.2
+names "dynamic pricing" without fields), so a tariff priced by a price series
+(``tariff.price_csv``) is refused by :meth:`Tariff.from_core` rather than approximated.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BeforeValidator, ConfigDict, Field, StrictStr, model_validator
 
 from qubit_sim.core import tariff as core
+from qubit_sim.stack.data.errors import ExportError
 from qubit_sim.stack.data.schema_types import Integer, NonNegative, Number, QubitEntity
 
 __all__ = ["WEEKDAYS", "EnergyRate", "RateSchedule", "Tariff"]
@@ -146,7 +151,17 @@ class Tariff(_Closed):
         :data:`~qubit_sim.core.tariff.DEFAULT_RATE_NAME` (the first matching rate wins, so it
         prices exactly the instants no other rate covers). Export prices and demand charges have
         no documented place in the shape and are left out.
+
+        Raises:
+            ExportError: a tariff priced by a price series, which the shape cannot hold.
         """
+        if tariff.price_series is not None:
+            raise ExportError(
+                "the Qubit L3 tariff shape holds time-of-use energy_rates only; a tariff priced "
+                f"by a price series ({tariff.price_series.source}) has no form in it. The "
+                "per-step prices are in the run's timeseries.parquet (price_per_kwh, "
+                "export_price_per_kwh)"
+            )
         rates = [
             EnergyRate(
                 name=rate.name,

@@ -15,6 +15,12 @@ minute, weekday and month filters, a step priced at its start instant). Per bill
 ``total``      (none)                                   sum of the period's lines
 ============== ================================= ====== ==================================
 
+Under a tariff priced by a price series (``tariff.price_csv``) a period has one energy line,
+rate ``price series``: quantity the imported kWh, amount the sum over its steps of import x price
+x step length, unit_price = amount / quantity (the import-weighted mean price; NaN without
+import). When the series has export prices the export line is made likewise (its unit_price is
+the export-weighted mean export price).
+
 Every line also says how much of its period the run covered: ``period_end`` (local, exclusive),
 ``period_s`` (the period's length [s]; 23 h or 25 h on a DST day), ``covered_s`` (the part of it
 between ``data_start`` and ``data_end``, UTC [s]) and ``partial`` (``covered_s < period_s``). A
@@ -33,6 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from qubit_sim.core.price_series import PRICE_SERIES_RATE_NAME
 from qubit_sim.core.tariff import (
     BILLING_PERIODS,
     DEFAULT_RATE_NAME,
@@ -134,7 +141,16 @@ def tariff_from_spec(spec: Any, period: str | None = None) -> Tariff:
     Args:
         spec: A :class:`~qubit_sim.scenario.schema.TariffSpec`.
         period: Billing period overriding the scenario's ``billing_period``.
+
+    Raises:
+        SettlementError: a tariff priced by a ``price_csv``, whose prices this function cannot
+            read (the path is relative to the scenario): use the ``tariff`` of the built site.
     """
+    if getattr(spec, "price_csv", None) is not None:
+        raise SettlementError(
+            f"tariff_from_spec cannot price a tariff with price_csv {spec.price_csv!r}: build the "
+            "site (qubit_sim.scenario.build.build_site) and use its tariff"
+        )
     rates = tuple(
         EnergyRate(
             name=rate.name,
@@ -216,6 +232,12 @@ def bill_lines(
     numbers = billing_periods(times_utc, tz, period)
     names = rate_names(tariff, times_utc, tz)
     prices = energy_price_series(tariff, times_utc, tz)
+    series = tariff.price_series
+    export_prices = (
+        tariff.export_prices(times_utc)
+        if series is not None and series.export_price_per_kwh is not None
+        else None
+    )
     peaks = demand_peaks_kw(imports, step_s, times_utc, tz, period, tariff.demand_window_s)
     order = _rate_order(tariff)
     window_min = tariff.demand_window_s / 60
@@ -240,23 +262,29 @@ def bill_lines(
             "currency": tariff.currency,
         }
         lines = []
-        energy = pd.DataFrame(
-            {"rate": names[mask], "price": prices[mask], "kwh": imports[mask] * hours}
-        )
-        grouped = energy.groupby(["rate", "price"], sort=False)["kwh"].sum()
-        for (rate, price), kwh in sorted(
-            grouped.items(), key=lambda item: order.get(item[0], len(order))
-        ):
-            lines.append(("energy", rate, kwh, "kWh", price, kwh * price, ""))
+        if series is not None:
+            lines.append(_series_line("energy", imports[mask] * hours, prices[mask], 1.0))
+        else:
+            energy = pd.DataFrame(
+                {"rate": names[mask], "price": prices[mask], "kwh": imports[mask] * hours}
+            )
+            grouped = energy.groupby(["rate", "price"], sort=False)["kwh"].sum()
+            for (rate, price), kwh in sorted(
+                grouped.items(), key=lambda item: order.get(item[0], len(order))
+            ):
+                lines.append(("energy", rate, kwh, "kWh", price, kwh * price, ""))
         peak_kw = float(peaks.loc[number, "peak_kw"])
         peak_at = peaks.loc[number, "peak_at"].isoformat()
         note = f"highest {window_min:g}-min average import, window from {peak_at}"
         charge = tariff.demand_charge_per_kw
         lines.append(("demand", "", peak_kw, "kW", charge, peak_kw * charge, note))
-        export_kwh = float(exports[mask].sum() * hours)
-        credit = tariff.export_price_per_kwh
-        # + 0.0 turns a zero credit's -0.0 into 0.0 on the bill
-        lines.append(("export", "", export_kwh, "kWh", credit, -export_kwh * credit + 0.0, ""))
+        if export_prices is not None:
+            lines.append(_series_line("export", exports[mask] * hours, export_prices[mask], -1.0))
+        else:
+            export_kwh = float(exports[mask].sum() * hours)
+            credit = tariff.export_price_per_kwh
+            # + 0.0 turns a zero credit's -0.0 into 0.0 on the bill
+            lines.append(("export", "", export_kwh, "kWh", credit, -export_kwh * credit + 0.0, ""))
         total = float(sum(line[5] for line in lines))
         lines.append(("total", "", np.nan, "", np.nan, total, ""))
         for line, rate, quantity, unit, unit_price, amount, note in lines:
@@ -273,6 +301,16 @@ def bill_lines(
                 }
             )
     return pd.DataFrame(rows, columns=list(BILL_COLUMNS))
+
+
+def _series_line(line: str, kwh: np.ndarray, price: np.ndarray, sign: float) -> tuple:
+    """A line priced step by step: amount = sign x sum(kWh x price), unit_price = the mean."""
+    quantity = float(kwh.sum())
+    value = float((kwh * price).sum())
+    unit_price = value / quantity if quantity > 0 else np.nan
+    note = "unit_price: mean of the price series weighted by the energy of each step"
+    # + 0.0 turns a zero credit's -0.0 into 0.0 on the bill
+    return (line, PRICE_SERIES_RATE_NAME, quantity, "kWh", unit_price, sign * value + 0.0, note)
 
 
 def bill_totals(lines: pd.DataFrame) -> pd.DataFrame:

@@ -12,19 +12,34 @@ needs into the manifest, and settlement reads them back from there::
                "driver_price_per_kwh": 0.39}
 
 The tariff section is :class:`~qubit_sim.core.tariff.Tariff` field by field (energy rates as
-:class:`~qubit_sim.core.tariff.EnergyRate` fields) plus the price drivers pay per kWh.
+:class:`~qubit_sim.core.tariff.EnergyRate` fields) plus the price drivers pay per kWh. A tariff
+priced by a price series (``tariff.price_csv``) records where its prices are instead of the
+prices themselves: the run wrote the price of every step into its time series, and settlement
+bills with exactly those (:data:`PRICE_COLUMNS`)::
+
+    "price_series": {"source": "prices.csv", "recorded_in": "timeseries.parquet",
+                     "export_prices": true}
+
+``export_prices`` says whether the series had export prices (else the constant
+``export_price_per_kwh`` applies).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from qubit_sim.core.price_series import PriceSeries
 from qubit_sim.core.tariff import EnergyRate, Tariff, TariffError
 from qubit_sim.stack.settle.errors import SettlementError
 
-__all__ = ["SiteContext", "context_from_manifest"]
+__all__ = ["PRICE_COLUMNS", "SiteContext", "context_from_manifest", "recorded_price_series"]
+
+#: Time-series columns holding each step's import and export price [currency/kWh].
+PRICE_COLUMNS = ("price_per_kwh", "export_price_per_kwh")
+_RECORDED_IN = "timeseries.parquet"
 
 _RERUN = "re-run the scenario with this qubit-sim version to record it"
 
@@ -53,6 +68,13 @@ class SiteContext:
         """The manifest entries (module doc) that :func:`context_from_manifest` reads back."""
         tariff = {f.name: getattr(self.tariff, f.name) for f in fields(self.tariff)}
         tariff["energy_rates"] = [_rate_dict(rate) for rate in self.tariff.energy_rates]
+        series = tariff.pop("price_series")
+        if series is not None:
+            tariff["price_series"] = {
+                "source": Path(series.source).name,
+                "recorded_in": _RECORDED_IN,
+                "export_prices": series.export_price_per_kwh is not None,
+            }
         tariff["driver_price_per_kwh"] = float(self.driver_price_per_kwh)
         return {
             "start": self.start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -77,7 +99,25 @@ def _section(manifest: dict[str, Any], name: str) -> dict[str, Any]:
     return section
 
 
-def _tariff(section: dict[str, Any]) -> tuple[Tariff, float]:
+def recorded_price_series(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``price_series`` entry of the manifest's tariff (module doc); None without one.
+
+    Raises:
+        SettlementError: an entry that does not say where the prices were recorded.
+    """
+    tariff = manifest.get("tariff")
+    entry = tariff.get("price_series") if isinstance(tariff, dict) else None
+    if entry is None:
+        return None
+    if not isinstance(entry, dict) or entry.get("recorded_in") != _RECORDED_IN:
+        raise SettlementError(
+            f"manifest.json tariff price_series {entry!r} does not say the prices are recorded "
+            f"in {_RECORDED_IN}; {_RERUN}"
+        )
+    return entry
+
+
+def _tariff(section: dict[str, Any], prices: PriceSeries | None) -> tuple[Tariff, float]:
     data = dict(section)
     driver = data.pop("driver_price_per_kwh", None)
     if not isinstance(driver, int | float) or isinstance(driver, bool):
@@ -88,6 +128,13 @@ def _tariff(section: dict[str, Any]) -> tuple[Tariff, float]:
     unknown = sorted(set(data) - known)
     if unknown:
         raise SettlementError(f"manifest.json tariff has unknown fields {unknown}")
+    if data.pop("price_series", None) is not None:
+        if prices is None:
+            raise SettlementError(
+                f"manifest.json tariff is priced by a price series recorded in {_RECORDED_IN}; "
+                "pass its prices (read_run_inputs does)"
+            )
+        data["price_series"] = prices
     try:
         rates = []
         for rate in data.pop("energy_rates", []):
@@ -101,11 +148,19 @@ def _tariff(section: dict[str, Any]) -> tuple[Tariff, float]:
         raise SettlementError(f"manifest.json tariff cannot be read: {exc}") from exc
 
 
-def context_from_manifest(manifest: dict[str, Any]) -> SiteContext:
+def context_from_manifest(
+    manifest: dict[str, Any], prices: PriceSeries | None = None
+) -> SiteContext:
     """The :class:`SiteContext` recorded in a run's manifest.
 
+    Args:
+        manifest: ``manifest.json`` as a dict.
+        prices: The run's recorded per-step prices, for a tariff priced by a price series
+            (:func:`recorded_price_series`); ignored otherwise.
+
     Raises:
-        SettlementError: a missing section or field, or one that does not make a tariff.
+        SettlementError: a missing section or field, one that does not make a tariff, or a
+            tariff priced by a price series without ``prices``.
     """
     site = _section(manifest, "site")
     name, tz = site.get("name"), site.get("tz")
@@ -120,5 +175,5 @@ def context_from_manifest(manifest: dict[str, Any]) -> SiteContext:
         raise SettlementError(f"manifest.json start {start_text!r} has no UTC offset")
     if not isinstance(step_s, int) or isinstance(step_s, bool) or step_s <= 0:
         raise SettlementError(f"manifest.json step_s {step_s!r} is not a positive integer")
-    tariff, driver = _tariff(_section(manifest, "tariff"))
+    tariff, driver = _tariff(_section(manifest, "tariff"), prices)
     return SiteContext(name, tz, start.astimezone(UTC), step_s, tariff, driver)

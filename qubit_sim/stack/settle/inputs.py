@@ -7,6 +7,9 @@ registers (``sessions.parquet``) and, from a ``wire`` run, the CSMS's transactio
 (``csms_transactions.parquet``: :mod:`~qubit_sim.stack.settle.transactions`). A run that stopped
 early is settled as far as it got: the time series then simply has fewer rows.
 
+A tariff priced by a price series is billed with the price of every step the run recorded
+(``price_per_kwh``, ``export_price_per_kwh``): the prices its KPIs were computed with.
+
 Per-device columns are found by name (load convention, [kW]): ``load_<id>_p_kw``,
 ``charger_<id>_p_kw``, ``battery_<id>_p_kw`` and ``pv_<id>_p_kw``. Only the columns settlement
 uses are read; a feeder run records many more (bus voltages, loadings).
@@ -25,7 +28,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from qubit_sim.stack.settle.context import SiteContext, context_from_manifest
+from qubit_sim.core.price_series import PriceSeries, TariffError
+from qubit_sim.stack.settle.context import (
+    PRICE_COLUMNS,
+    SiteContext,
+    context_from_manifest,
+    recorded_price_series,
+)
 from qubit_sim.stack.settle.errors import SettlementError
 from qubit_sim.stack.settle.transactions import read_transactions
 
@@ -159,14 +168,46 @@ def _read_sessions(path: Path) -> pd.DataFrame:
     return sessions
 
 
-def _settled_columns(path: Path) -> list[str]:
+def _settled_columns(path: Path, prices: bool) -> list[str]:
     """The columns settlement reads: a feeder run records many more (bus voltages, ...)."""
     import pyarrow.parquet as pq
 
     names = pq.read_schema(path).names
-    wanted = set(_REQUIRED_COLUMNS) | set(_OPTIONAL_COLUMNS)
+    wanted = (
+        set(_REQUIRED_COLUMNS) | set(_OPTIONAL_COLUMNS) | (set(PRICE_COLUMNS) if prices else set())
+    )
     device = re.compile(rf"^({'|'.join(DEVICE_KINDS)})_.+_p_kw$")
     return [name for name in names if name in wanted or device.match(name)]
+
+
+def _price_columns(entry: dict[str, Any]) -> tuple[str, ...]:
+    return PRICE_COLUMNS if entry.get("export_prices") else PRICE_COLUMNS[:1]
+
+
+def _with_recorded_prices(
+    manifest: dict[str, Any],
+    entry: dict[str, Any],
+    frame: pd.DataFrame,
+    times: pd.DatetimeIndex,
+    series_path: Path,
+) -> SiteContext:
+    """The site context with the tariff's price series made of the prices the run recorded."""
+    step_s = manifest.get("step_s")
+    if not isinstance(step_s, int) or isinstance(step_s, bool) or step_s <= 0:
+        context_from_manifest(manifest)  # raises, naming the bad step_s
+        raise SettlementError(f"manifest.json step_s {step_s!r} is not a positive integer")
+    columns = [frame[name].to_numpy(dtype=float) for name in _price_columns(entry)]
+    try:
+        prices = PriceSeries.from_steps(
+            times,
+            step_s,
+            columns[0],
+            columns[1] if len(columns) > 1 else None,
+            source=f"{entry.get('source', 'price series')} as recorded in {series_path.name}",
+        )
+    except TariffError as exc:
+        raise SettlementError(str(exc)) from exc
+    return context_from_manifest(manifest, prices)
 
 
 def read_run_inputs(results_dir: str | os.PathLike[str]) -> RunInputs:
@@ -182,7 +223,9 @@ def read_run_inputs(results_dir: str | os.PathLike[str]) -> RunInputs:
         raise SettlementError(f"results folder {folder} does not exist")
     manifest = _read_json(folder / "manifest.json")
     try:
-        context = context_from_manifest(manifest)
+        entry = recorded_price_series(manifest)
+        # a tariff priced by a series needs the recorded prices, read below, to be complete
+        context = context_from_manifest(manifest) if entry is None else None
     except SettlementError as exc:
         raise SettlementError(f"cannot settle {folder}: {exc}") from exc
     series_path = folder / "timeseries.parquet"
@@ -190,12 +233,19 @@ def read_run_inputs(results_dir: str | os.PathLike[str]) -> RunInputs:
         raise SettlementError(
             f"{folder} has no timeseries.parquet: the run recorded no step, nothing to settle"
         )
-    frame = pd.read_parquet(series_path, columns=_settled_columns(series_path))
-    missing = [name for name in _REQUIRED_COLUMNS if name not in frame]
+    frame = pd.read_parquet(series_path, columns=_settled_columns(series_path, entry is not None))
+    required = _REQUIRED_COLUMNS + (_price_columns(entry) if entry is not None else ())
+    missing = [name for name in required if name not in frame]
     if missing:
         raise SettlementError(f"{series_path} lacks columns {missing}; cannot settle this run")
     times = pd.DatetimeIndex(frame["time"])
     times = times.tz_localize("UTC") if times.tz is None else times.tz_convert("UTC")
+    if context is None:
+        assert entry is not None
+        try:
+            context = _with_recorded_prices(manifest, entry, frame, times, series_path)
+        except SettlementError as exc:
+            raise SettlementError(f"cannot settle {folder}: {exc}") from exc
     step_s = context.step_s
     if len(times) > 1 and not (np.diff(times.as_unit("s").asi8) == step_s).all():
         raise SettlementError(
