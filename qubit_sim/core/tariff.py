@@ -437,7 +437,29 @@ def carbon_series(spec: CarbonIntensity, times_utc: pd.DatetimeIndex, tz: str) -
             f"{hold_s:g} s past its last row) but the scenario needs {wanted[0]} .. {wanted[1]}; "
             "extend the CSV to the whole run"
         )
+    gap = _gap_needed(sample_s, wanted_s)
+    if gap is not None:
+        before, after = (format_utc(pd.Timestamp(s, unit="s")) for s in gap)
+        raise TariffError(
+            f"carbon intensity CSV {str(spec.csv_path)!r} has no rows between {before} and "
+            f"{after}, more than twice its usual spacing of {hold_s:g} s, and the scenario runs "
+            "through that gap; write the missing rows (intensity is interpolated only between "
+            "neighbouring rows)"
+        )
     return np.interp(wanted_s, sample_s, values)
+
+
+def _gap_needed(sample: np.ndarray, wanted: np.ndarray) -> tuple[int, int] | None:
+    """The first pair of neighbouring samples more than twice the median spacing apart with a
+    wanted instant strictly between them, or None."""
+    steps = np.diff(sample)
+    if not len(steps):
+        return None
+    wide = np.flatnonzero(steps > 2 * np.median(steps))
+    for i in wide:
+        if ((wanted > sample[i]) & (wanted < sample[i + 1])).any():
+            return int(sample[i]), int(sample[i + 1])
+    return None
 
 
 def emissions_kg(import_kw: np.ndarray, g_per_kwh: np.ndarray | float, step_s: float) -> np.ndarray:

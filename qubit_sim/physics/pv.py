@@ -96,6 +96,16 @@ def _weather_at(
             "supply weather for the whole scenario "
             "or mark a typical year with weather.attrs['typical_year'] = True"
         )
+    if len(centre_ns) > 2 and not frame.attrs.get("typical_year", False):
+        steps = np.diff(centre_ns)
+        for i in np.flatnonzero(steps > 2 * np.median(steps)):
+            if ((at_ns > centre_ns[i]) & (at_ns < centre_ns[i + 1])).any():
+                raise QubitSimError(
+                    f"weather has no rows between {centres[i]} and {centres[i + 1]} (interval "
+                    "centres), more than twice its usual spacing, and PV output is wanted in "
+                    "that gap; write the missing rows (weather is interpolated only between "
+                    "neighbouring rows)"
+                )
     if "dni" not in frame.columns or "dhi" not in frame.columns:
         dni, dhi = decompose_ghi(centres, frame["ghi"].to_numpy(float), latitude, longitude)
         frame = frame.assign(dni=dni, dhi=dhi)

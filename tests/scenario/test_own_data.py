@@ -449,3 +449,42 @@ def test_weather_label_with_a_typical_year_is_refused_at_its_line() -> None:
     (issue,) = caught.value.issues
     assert issue.path == "assets.pv[0].weather_label" and "CSV weather only" in issue.message
     assert issue.line == line_of(text, "weather_label")
+
+
+# ------------------------------------------------------------------ gaps in weather and carbon
+
+
+def _with_rows_dropped(folder: Path, name: str, first: str, last: str) -> None:
+    """Drop the rows of ``name`` from ``first`` to ``last`` (UTC, inclusive)."""
+    table = pd.read_csv(folder / name)
+    times = pd.to_datetime(table["time"], utc=True)
+    keep = (times < pd.Timestamp(first)) | (times > pd.Timestamp(last))
+    table[keep.to_numpy()].to_csv(folder / name, index=False)
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("carbon.csv", "carbon intensity CSV"),
+        ("weather.csv", "weather has no rows between"),
+    ],
+)
+def test_a_gap_the_run_passes_through_is_refused_not_interpolated(
+    tmp_path: Path, name: str, said: str
+) -> None:
+    write_site(tmp_path, "utc")
+    # Six hours missing in the middle of the run's first day, sunlit hours included.
+    _with_rows_dropped(tmp_path, name, "2025-03-29T09:00:00Z", "2025-03-29T15:00:00Z")
+    message = problems(tmp_path)
+    assert said in message and "write the missing rows" in message
+    assert "2025-03-29" in message
+
+
+def test_a_gap_outside_the_run_is_no_problem(tmp_path: Path, reference: Any) -> None:
+    write_site(tmp_path, "utc")
+    # Rows missing before the run starts (the files begin at 28 March 22:00Z, the run at 29 March).
+    for name in ("carbon.csv", "weather.csv"):
+        _with_rows_dropped(tmp_path, name, "2025-03-28T22:15:00Z", "2025-03-28T23:15:00Z")
+    site = build(tmp_path)
+    np.testing.assert_array_equal(site.carbon_g_per_kwh, reference.carbon_g_per_kwh)
+    np.testing.assert_array_equal(site.pv_available_kw, reference.pv_available_kw)
