@@ -147,8 +147,16 @@ def _time_hint(bad: np.ndarray) -> str:
     return ""
 
 
-def parse_times(texts: pd.Series, lines: np.ndarray, tz: str | None) -> TimeColumn:
-    """Read a column of ISO 8601 times by the module's rule (see the module docstring)."""
+def parse_times(
+    texts: pd.Series, lines: np.ndarray, tz: str | None, in_order: bool = False
+) -> TimeColumn:
+    """Read a column of ISO 8601 times by the module's rule (see the module docstring).
+
+    With ``in_order`` (a time series written in time order, as a meter exports it), the local
+    times the autumn change repeats are told apart by their order when every time is written
+    without an offset: the first pass through the repeated hour is summer time, the second
+    winter time. Without it, or when the order does not say, they are ambiguous.
+    """
     strings = texts.fillna("").astype(str).str.strip()
     n = len(strings)
     aware = strings.str.contains(_OFFSET, regex=True).to_numpy(dtype=bool)
@@ -179,6 +187,15 @@ def parse_times(texts: pd.Series, lines: np.ndarray, tz: str | None) -> TimeColu
             rows = np.flatnonzero(naive)
             nonexistent[rows[gap]] = True
             ambiguous[rows[twice]] = True
+            if in_order and twice.any() and naive.all() and parsed.all():
+                try:
+                    ordered = wall.tz_localize(tz, ambiguous="infer", nonexistent="NaT")
+                except Exception:  # noqa: BLE001 - pandas raises pytz's AmbiguousTimeError
+                    pass  # the repeats are not in an order that says which is which
+                else:
+                    early = ordered
+                    twice = np.zeros(m, dtype=bool)
+                    ambiguous[:] = False
             good = parsed & ~gap & ~twice
             utc.iloc[rows[good]] = early[good].tz_convert("UTC")
     return TimeColumn(
@@ -288,8 +305,9 @@ class CsvTable:
         return parse_times(self.frame[column], self.lines, tz)
 
     def times(self, column: str, tz: str | None) -> pd.DatetimeIndex:
-        """The column's instants (UTC); raises naming the lines of the first kind of bad time."""
-        parsed = self.time_column(column, tz)
+        """The column's instants (UTC) of a time series; raises naming the lines of the first
+        kind of bad time. Repeated autumn hours written in order are told apart by it."""
+        parsed = parse_times(self.frame[column], self.lines, tz, in_order=True)
         problem = parsed.problem()
         if problem is not None:
             raise self.error(problem)

@@ -193,6 +193,22 @@ def test_a_repeated_autumn_hour_written_naive_is_ambiguous(tmp_path: Path) -> No
     assert "2025-10-26T02:00:00+02:00 or 2025-10-26T02:00:00+01:00" in str(caught.value)
 
 
+def test_a_meter_file_repeating_the_autumn_hour_in_order_is_read_by_its_order(
+    tmp_path: Path,
+) -> None:
+    # As a meter writes local time: 02:00..02:45 twice, first in summer time, then in winter time.
+    instants = pd.date_range("2025-10-26T00:00:00Z", "2025-10-26T03:00:00Z", freq="15min")
+    wall = instants.tz_convert(TZ).strftime("%Y-%m-%d %H:%M")
+    assert len(set(wall)) == len(wall) - 4
+    path = tmp_path / "meter.csv"
+    pd.DataFrame({"time": wall, "p_kw": 1.0}).to_csv(path, index=False)
+    read = read_csv_table(path, "load CSV").times("time", TZ)
+    assert list(read) == list(instants)
+    # The sessions' times are not a series: there a repeated hour stays ambiguous.
+    column = read_csv_table(path, "sessions CSV").time_column("time", TZ)
+    assert column.ambiguous.sum() == 8
+
+
 # Up to 2037: pandas resolves zone names with pytz, whose transition tables end there.
 @settings(max_examples=200, deadline=None)
 @given(
