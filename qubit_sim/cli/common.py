@@ -77,6 +77,8 @@ KPI_ROWS = [
     ("min_voltage_pu", "Min feeder voltage", "p.u."),
     ("max_voltage_pu", "Max feeder voltage", "p.u."),
     ("max_line_loading_pct", "Max line loading", "%"),
+    ("max_trafo_loading_pct", "Max transformer loading", "%"),
+    ("grid_losses_kwh", "Feeder losses", "kWh"),
     ("voltage_violation_steps", "Voltage violation steps (any bus)", ""),
     ("site_voltage_violation_steps", "Voltage violation steps (site bus)", ""),
     ("overload_steps", "Overload steps", ""),

@@ -214,6 +214,7 @@ def write_plots(
     import_limit_kw: float | None = None,
     export_limit_kw: float | None = None,
     voltage_limits_pu: tuple[float, float] = (0.95, 1.05),
+    loading_limit_pct: float = 100.0,
     currency: str = "EUR",
     max_points: int = 2000,
     dpi: int = 110,
@@ -229,6 +230,8 @@ def write_plots(
         import_limit_kw: Grid-connection import limit [kW], drawn on the site power plot.
         export_limit_kw: Grid-connection export limit [kW] (a magnitude), drawn below zero.
         voltage_limits_pu: Lower and upper voltage limits [p.u.], drawn on the voltage plot.
+        loading_limit_pct: Loading limit of lines and transformers [%] (what ``overload_steps``
+            counts against), drawn on the loading panel.
         currency: Currency of ``price_per_kwh`` for its axis label.
         max_points: Most points per series; longer runs are drawn from time buckets.
         dpi: Resolution of the PNGs [dots per inch].
@@ -283,7 +286,7 @@ def write_plots(
         ),
         ("battery_soc.png", lambda: _battery(table, axis, title)),
         ("chargers.png", lambda: _chargers(table, axis, title)),
-        ("voltage.png", lambda: _voltage(table, axis, title, voltage_limits_pu)),
+        ("voltage.png", lambda: _voltage(table, axis, title, voltage_limits_pu, loading_limit_pct)),
     )
     written: list[Path] = []
     with mpl.rc_context(_STYLE):
@@ -495,7 +498,11 @@ def _chargers(table: pd.DataFrame, axis: _TimeAxis, title: str) -> Any:
 
 
 def _voltage(
-    table: pd.DataFrame, axis: _TimeAxis, title: str, voltage_limits_pu: tuple[float, float]
+    table: pd.DataFrame,
+    axis: _TimeAxis,
+    title: str,
+    voltage_limits_pu: tuple[float, float],
+    loading_limit_pct: float = 100.0,
 ) -> Any:
     low, high = _col(table, "grid_vm_min_pu"), _col(table, "grid_vm_max_pu")
     site = _col(table, "grid_vm_site_pu")
@@ -542,7 +549,11 @@ def _voltage(
         for (values, label), color in zip(loadings, ("#8c564b", "#e377c2"), strict=False):
             axes[1].plot(x, values, color=color, linewidth=1.0, label=label)
         axes[1].axhline(
-            100.0, color=_COLOR["limit"], linestyle="--", linewidth=1.1, label="rating 100 %"
+            loading_limit_pct,
+            color=_COLOR["limit"],
+            linestyle="--",
+            linewidth=1.1,
+            label=f"limit {loading_limit_pct:g} %",
         )
         axes[1].set_ylabel("loading [%]")
         _legend(axes[1])

@@ -311,6 +311,22 @@ def _build_grid(loaded: LoadedScenario, times: Any, issues: _Issues) -> GridMode
     except QubitSimError as exc:
         issues.add(("grid", "site_bus"), str(exc))
         return None
+    slack = {int(bus) for bus in net.ext_grid.bus}
+    if site_bus in slack:
+        # The external grid holds this bus's voltage: the site could never move it.
+        issues.add(
+            ("grid", "site_bus"),
+            f"bus {spec.site_bus!r} is the feeder's slack bus (the external grid holds its "
+            "voltage), so the site would have no effect on the feeder; connect it to a bus of "
+            "the feeder itself",
+        )
+        return None
+    if not spec.background and "background_scale" in spec.model_fields_set:
+        issues.add(
+            ("grid", "background_scale"),
+            "has no effect with background: false (the feeder's loads and generators then keep "
+            "their static values); remove it or set background: true",
+        )
     background = None
     if spec.background:
         background = background_profiles(net, times, scale=spec.background_scale)

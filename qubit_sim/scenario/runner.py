@@ -281,6 +281,7 @@ def run_loaded(
             title=f"{loaded.name} — {controller_name}, seed {run_seed}",
             import_limit_kw=site.site_info.import_limit_kw,
             voltage_limits_pu=site.grid.voltage_limits_pu if site.grid else (0.95, 1.05),
+            loading_limit_pct=site.grid.loading_limit_pct if site.grid else 100.0,
             tz=loaded.spec.site.location.tz,
             currency=site.tariff.currency,
         )

@@ -269,3 +269,21 @@ def test_a_column_without_any_value_draws_no_empty_chart(tmp_path: Path) -> None
     table["battery_soc"] = np.where(np.arange(len(table)) == 3, 0.5, np.nan)  # one value is data
     written = write_plots(table, tmp_path / "one", "one value")
     assert [path.name for path in written] == ["site_power.png", "battery_soc.png"]
+
+
+def test_the_loading_panel_draws_the_scenario_loading_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from matplotlib.axes import Axes
+
+    drawn: list[tuple[float, str]] = []
+    real = Axes.axhline
+
+    def spy(self: Axes, y: float = 0, *args: object, **kwargs: object) -> object:
+        drawn.append((y, str(kwargs.get("label", ""))))
+        return real(self, y, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "axhline", spy)
+    write_plots(results(days=0.5), tmp_path, "limit", loading_limit_pct=60.0)
+    assert (60.0, "limit 60 %") in drawn
+    assert not [y for y, label in drawn if label.startswith("rating")]

@@ -504,3 +504,39 @@ def test_a_gap_outside_the_run_is_no_problem(tmp_path: Path, reference: Any) -> 
     site = build(tmp_path)
     np.testing.assert_array_equal(site.carbon_g_per_kwh, reference.carbon_g_per_kwh)
     np.testing.assert_array_equal(site.pv_available_kw, reference.pv_available_kw)
+
+
+# ----------------------------------------------------------------------------------- feeder
+
+
+def _feeder_scenario(grid: str) -> str:
+    return f"""\
+site:
+  name: feeder
+  location: {{lat: 52.0, lon: 5.1, tz: Europe/Amsterdam}}
+  start: 2025-06-02T00:00:00Z
+  duration: 1d
+  step: 15min
+  grid_connection: {{import_kw: 100}}
+grid:
+{grid}
+assets:
+  chargers:
+    - {{template: ac_22kw, count: 2}}
+"""
+
+
+def test_a_site_on_the_slack_bus_is_refused(tmp_path: Path) -> None:
+    import pandapower.networks as pn
+
+    slack = int(pn.create_cigre_network_lv().ext_grid.bus.iloc[0])
+    text = _feeder_scenario(f"  network: pandapower:create_cigre_network_lv\n  site_bus: {slack}")
+    message = problems(tmp_path, text)
+    assert "grid.site_bus" in message and "is the feeder's slack bus" in message
+
+
+def test_background_scale_without_background_is_refused(tmp_path: Path) -> None:
+    grid = "  network: 1-LV-rural1--0-sw\n  site_bus: 5\n  background: false\n"
+    message = problems(tmp_path, _feeder_scenario(grid + "  background_scale: 0.5"))
+    assert "grid.background_scale" in message and "has no effect with background: false" in message
+    build(tmp_path, _feeder_scenario(grid))  # without the scale it builds
