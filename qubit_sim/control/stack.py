@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from qubit_sim.control.base import Controller, Observation, Oracle, Setpoints, SiteInfo
+from qubit_sim.control.stack_feeder import feeder_constraint, feeder_window
 from qubit_sim.control.stack_forecast import FORECASTS, ForecastSource, make_forecast
 from qubit_sim.control.stack_meter import PeakMeter
 from qubit_sim.control.stack_sessions import SessionRows
@@ -224,6 +225,10 @@ class Mpc(_RollingController):
         horizon_slots: Rolling horizon [slots] (shorter near the end of the run).
         forecast: ``"oracle"`` (default) or ``"l2"``.
         solver: cvxpy solver name (HiGHS); ``fallback_solver`` is tried when it fails.
+        feeder_limits: Also keep the scenario's feeder within its loading and voltage limits,
+            linearised from its own power flow (:mod:`~qubit_sim.control.stack_feeder`).
+        feeder_margin: Share of the room to each feeder limit kept free, for the
+            linearisation error (0..0.5).
     """
 
     name = "mpc"
@@ -235,10 +240,14 @@ class Mpc(_RollingController):
         forecast: str = "oracle",
         solver: str = "HIGHS",
         fallback_solver: str | None = "CLARABEL",
+        feeder_limits: bool = False,
+        feeder_margin: float = 0.05,
     ) -> None:
         super().__init__(slot_s, horizon_slots, forecast)
         self.solver = str(solver)
         self.fallback_solver = fallback_solver
+        self.feeder_limits = bool(feeder_limits)
+        self.feeder_margin = float(feeder_margin)
 
     def reset(self, site: SiteInfo, rng: np.random.Generator) -> None:
         super().reset(site, rng)
@@ -250,12 +259,14 @@ class Mpc(_RollingController):
         # The most billing periods any rolling window reaches: each gets a peak in the model.
         period = np.cumsum(np.diff(self.stack_site.billing_label, prepend=0) != 0)
         ends = np.minimum(np.arange(len(period)) + horizon, len(period)) - 1
+        self.feeder = _feeder(self, site) if self.feeder_limits else None
         try:
             self.optimizer = MpcOptimizer(
                 horizon,
                 self.max_evs,
                 self.stack_site.battery is not None,
                 max_billing_periods=int((period[ends] - period).max()) + 1,
+                n_grid_constraints=0 if self.feeder is None else self.feeder.n_constraints,
                 solver=self.solver,
                 fallback_solver=self.fallback_solver,
             )
@@ -282,7 +293,10 @@ class Mpc(_RollingController):
         problem = replace(problem, billing_period=site.billing_label[slot : slot + problem.n_slots])
         start = time.perf_counter()
         try:
-            result = self.optimizer.solve(problem)
+            grid = (
+                None if self.feeder is None else feeder_window(self.feeder, slot, problem.n_slots)
+            )
+            result = self.optimizer.solve(problem, grid)
         except OptimizationError:
             # Never stop the site for a failed solve: run the documented baseline this slot.
             self._failures += 1
@@ -325,6 +339,7 @@ class OfflineOptimal(_StackController):
         slot_s: Slot length [s]; equals the control period.
         solver: cvxpy solver name (HiGHS); ``fallback_solver`` is tried when it fails.
         step_pricing: Price import and export per simulation step (``False``: per slot mean).
+        feeder_limits / feeder_margin: As for :class:`Mpc`.
     """
 
     name = "offline_optimal"
@@ -335,10 +350,14 @@ class OfflineOptimal(_StackController):
         solver: str = "HIGHS",
         fallback_solver: str | None = "CLARABEL",
         step_pricing: bool = True,
+        feeder_limits: bool = False,
+        feeder_margin: float = 0.05,
     ) -> None:
         super().__init__(slot_s)
         self.solver = str(solver)
         self.fallback_solver = fallback_solver
+        self.feeder_limits = bool(feeder_limits)
+        self.feeder_margin = float(feeder_margin)
         if not isinstance(step_pricing, bool | np.bool_):
             raise ControllerError(
                 f"controller 'offline_optimal': step_pricing = {step_pricing!r} must be true or "
@@ -360,7 +379,10 @@ class OfflineOptimal(_StackController):
         )
         try:
             self.result = offline_optimal(
-                self.problem, solver=self.solver, fallback_solver=self.fallback_solver
+                self.problem,
+                _feeder(self, site) if self.feeder_limits else None,
+                solver=self.solver,
+                fallback_solver=self.fallback_solver,
             )
         except OptimizationError as exc:
             raise ControllerError(f"controller 'offline_optimal': {exc}") from None
@@ -386,3 +408,19 @@ class OfflineOptimal(_StackController):
         out = super().stats()
         out["planned_objective"] = self.result.objective.total
         return out
+
+
+def _feeder(controller: Any, site: SiteInfo) -> Any:
+    """The feeder limits of ``controller``'s slots over the whole run."""
+    stack_site = controller.stack_site
+    limit = site.import_limit_kw
+    return feeder_constraint(
+        site.params.get("grid"),
+        stack_site.n_slots,
+        stack_site.slot_s,
+        stack_site.step_s,
+        # The plan moves the site between idle and about its connection's import limit.
+        float(limit) if np.isfinite(limit) and limit > 0 else 100.0,
+        controller.feeder_margin,
+        controller.name,
+    )

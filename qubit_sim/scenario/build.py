@@ -256,7 +256,7 @@ def build_site(
         import_limit_kw=float(limits.import_kw) if limits.import_kw is not None else np.inf,
         export_limit_kw=float(limits.export_kw) if limits.export_kw is not None else np.inf,
         tz=site.location.tz,
-        params={"tariff": tariff, "scenario": loaded},
+        params={"tariff": tariff, "scenario": loaded, "grid": grid},
     )
     assert chosen is not None
     return SiteModel(
