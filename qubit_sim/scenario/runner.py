@@ -70,6 +70,7 @@ def run(
     settle: bool = True,
     key_dir: str | Path | None = None,
     mode: str | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> RunResult:
     """Run a scenario and write its results folder.
 
@@ -92,6 +93,10 @@ def run(
             ``~/.config/qubit-sim/keys``).
         mode: ``"fast"`` (in-process device links) or ``"wire"`` (OCPP and Modbus TCP on
             loopback, lock-step); overrides the scenario's ``mode``. Both give the same results.
+        overrides: Nested values merged over the scenario file, as
+            :func:`~qubit_sim.scenario.loader.load_scenario` merges them, e.g.
+            ``{"assets": {"pv": [{"kwp": 150, "id": "roof"}]}}`` for a sweep; a list replaces the
+            file's list as a whole (write each entry out). Only with a path.
 
     Returns:
         The :class:`RunResult`. A run that fails half-way writes what it simulated, marks the
@@ -110,7 +115,20 @@ def run(
     ``__init__`` parameters, with any that cannot be read listed in
     ``controller_params_unrecorded``.
     """
-    loaded = scenario if isinstance(scenario, LoadedScenario) else load_scenario(scenario)
+    if isinstance(scenario, LoadedScenario):
+        if overrides:
+            raise ScenarioError(
+                [
+                    ConfigIssue(
+                        "overrides",
+                        "a loaded scenario takes no overrides; pass them to load_scenario(path, "
+                        "overrides=...) or pass the path here",
+                    )
+                ]
+            )
+        loaded = scenario
+    else:
+        loaded = load_scenario(scenario, overrides=overrides)
     return run_loaded(
         loaded,
         seed=seed,

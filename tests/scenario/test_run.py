@@ -13,6 +13,7 @@ import pytest
 
 import qubit_sim
 from qubit_sim.core.results import RunResult
+from qubit_sim.errors import ScenarioError
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))
@@ -169,3 +170,21 @@ def test_until_limits_the_run(tmp_path: Path) -> None:
         ROOT / "scenarios" / "depot_overnight.yaml", out=tmp_path, until_s=3 * 3600, plots=False
     )
     assert result.manifest["n_steps"] == 180 and len(result.timeseries()) == 180
+
+
+def test_overrides_change_a_value_of_the_file_for_one_run(tmp_path: Path) -> None:
+    scenario = ROOT / "scenarios" / "workplace_pv_battery.yaml"
+    base = qubit_sim.run(scenario, out=tmp_path / "a", until_s=86400, plots=False, settle=False)
+    cut = qubit_sim.run(
+        scenario,
+        out=tmp_path / "b",
+        until_s=86400,
+        plots=False,
+        settle=False,
+        overrides={"site": {"grid_connection": {"import_kw": 80}}},
+    )
+    assert base.manifest["scenario"] == cut.manifest["scenario"]
+    assert cut.kpis["import_limit_violation_steps"] > base.kpis["import_limit_violation_steps"]
+    loaded = qubit_sim.load_scenario(scenario)
+    with pytest.raises(ScenarioError, match="a loaded scenario takes no overrides"):
+        qubit_sim.run(loaded, out=tmp_path / "c", overrides={"site": {"seed": 2}})
