@@ -30,7 +30,15 @@ import pandas as pd
 
 from qubit_sim.errors import QubitSimError
 
-__all__ = ["CsvTable", "TimeColumn", "format_utc", "line_list", "parse_times", "read_csv_table"]
+__all__ = [
+    "CsvTable",
+    "TimeColumn",
+    "format_utc",
+    "gap_needed",
+    "line_list",
+    "parse_times",
+    "read_csv_table",
+]
 
 _SHOWN = 5
 # An offset counts only after a time of day, so the "-28" of "2025-03-28" is not one.
@@ -355,3 +363,17 @@ def read_csv_table(path: str | Path, kind: str) -> CsvTable:
     frame.columns = names
     frame = frame.apply(lambda column: column.str.strip())
     return CsvTable(path=source, kind=kind, frame=frame, separator=separator)
+
+
+def gap_needed(sample: np.ndarray, wanted: np.ndarray) -> tuple[int, int] | None:
+    """The first pair of neighbouring ``sample`` times more than twice their median spacing apart
+    with a ``wanted`` time strictly between them, or None: a gap in a file that interpolates
+    between rows, which the run would pass through."""
+    steps = np.diff(sample)
+    if not len(steps):
+        return None
+    wide = np.flatnonzero(steps > 2 * np.median(steps))
+    for i in wide:
+        if ((wanted > sample[i]) & (wanted < sample[i + 1])).any():
+            return int(sample[i]), int(sample[i + 1])
+    return None

@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import pandas as pd
 
-from qubit_sim.core.csv_input import format_utc, read_csv_table
+from qubit_sim.core.csv_input import format_utc, gap_needed, read_csv_table
 from qubit_sim.core.price_series import PRICE_SERIES_RATE_NAME, PriceSeries, TariffError
 from qubit_sim.errors import QubitSimError
 from qubit_sim.units import SECONDS_PER_HOUR
@@ -437,7 +437,7 @@ def carbon_series(spec: CarbonIntensity, times_utc: pd.DatetimeIndex, tz: str) -
             f"{hold_s:g} s past its last row) but the scenario needs {wanted[0]} .. {wanted[1]}; "
             "extend the CSV to the whole run"
         )
-    gap = _gap_needed(sample_s, wanted_s)
+    gap = gap_needed(sample_s, wanted_s)
     if gap is not None:
         before, after = (format_utc(pd.Timestamp(s, unit="s")) for s in gap)
         raise TariffError(
@@ -447,19 +447,6 @@ def carbon_series(spec: CarbonIntensity, times_utc: pd.DatetimeIndex, tz: str) -
             "neighbouring rows)"
         )
     return np.interp(wanted_s, sample_s, values)
-
-
-def _gap_needed(sample: np.ndarray, wanted: np.ndarray) -> tuple[int, int] | None:
-    """The first pair of neighbouring samples more than twice the median spacing apart with a
-    wanted instant strictly between them, or None."""
-    steps = np.diff(sample)
-    if not len(steps):
-        return None
-    wide = np.flatnonzero(steps > 2 * np.median(steps))
-    for i in wide:
-        if ((wanted > sample[i]) & (wanted < sample[i + 1])).any():
-            return int(sample[i]), int(sample[i + 1])
-    return None
 
 
 def emissions_kg(import_kw: np.ndarray, g_per_kwh: np.ndarray | float, step_s: float) -> np.ndarray:

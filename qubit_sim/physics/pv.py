@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from qubit_sim.core.csv_input import gap_needed
 from qubit_sim.errors import QubitSimError
 from qubit_sim.physics.weather import (
     WEATHER_COLUMNS,
@@ -96,16 +97,14 @@ def _weather_at(
             "supply weather for the whole scenario "
             "or mark a typical year with weather.attrs['typical_year'] = True"
         )
-    if len(centre_ns) > 2 and not frame.attrs.get("typical_year", False):
-        steps = np.diff(centre_ns)
-        for i in np.flatnonzero(steps > 2 * np.median(steps)):
-            if ((at_ns > centre_ns[i]) & (at_ns < centre_ns[i + 1])).any():
-                raise QubitSimError(
-                    f"weather has no rows between {centres[i]} and {centres[i + 1]} (interval "
-                    "centres), more than twice its usual spacing, and PV output is wanted in "
-                    "that gap; write the missing rows (weather is interpolated only between "
-                    "neighbouring rows)"
-                )
+    gap = None if frame.attrs.get("typical_year", False) else gap_needed(centre_ns, at_ns)
+    if gap is not None:
+        before, after = (pd.Timestamp(ns, tz="UTC") for ns in gap)
+        raise QubitSimError(
+            f"weather has no rows between {before} and {after} (interval centres), more than "
+            "twice its usual spacing, and PV output is wanted in that gap; write the missing "
+            "rows (weather is interpolated only between neighbouring rows)"
+        )
     if "dni" not in frame.columns or "dhi" not in frame.columns:
         dni, dhi = decompose_ghi(centres, frame["ghi"].to_numpy(float), latitude, longitude)
         frame = frame.assign(dni=dni, dhi=dhi)
