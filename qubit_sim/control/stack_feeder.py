@@ -63,7 +63,10 @@ def feeder_constraint(
     background = grid.background
     n_sites = len(grid.site_buses)
     site_v = grid.site_bus_index_in_results
-    steps = np.minimum(np.arange(n_slots) * slot_s // step_s, _n_steps(background, n_slots))
+    # The step at each slot's start (background rows exist for the simulated steps only).
+    steps = np.arange(n_slots) * slot_s // step_s
+    if background is not None:
+        steps = np.minimum(steps, len(background.load_p_mw) - 1)
     rows: dict[float, list[np.ndarray]] = {0.0: [], reference_kw: []}
     try:
         for k in steps:
@@ -108,9 +111,3 @@ def feeder_window(constraint: Any, first: int, n: int) -> Any:
     from dataclasses import replace
 
     return replace(constraint, base=constraint.base[:, first : first + n])
-
-
-def _n_steps(background: Any, n_slots: int) -> int:
-    if background is None:
-        return 2**62
-    return len(background.load_p_mw) - 1
