@@ -11,13 +11,16 @@ import inspect
 import numbers
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from qubit_sim.errors import ArgumentError, ConfigIssue, ScenarioError
-from qubit_sim.rl.horizon import SPLITS
+from qubit_sim.rl.horizon import SPLITS, Horizon
+from qubit_sim.rl.reward import RewardWeights
 
 __all__ = [
     "argument_names",
+    "horizon_and_weights",
     "as_argument_error",
     "check_argument_values",
     "refuse_unknown_arguments",
@@ -150,3 +153,60 @@ def _within(issue_path: str, set_path: str) -> bool:
         or issue_path.startswith((f"{set_path}.", f"{set_path}["))
         or set_path.startswith(f"{issue_path}.")
     )
+
+
+def horizon_and_weights(env_class: type, args: Mapping[str, Any]) -> tuple[Horizon, RewardWeights]:
+    """The horizon (``args["horizon"]``, or built from ``args["scenario"]``) and the reward
+    weights an environment's arguments ``args`` (its ``__init__``'s locals) describe; the
+    chosen ``split`` is checked to hold episodes.
+
+    Raises:
+        ArgumentError: no scenario, no file at it, or a scenario problem that comes from an
+            argument (an ``overrides`` value, a split too small).
+        ScenarioError: a problem in the scenario file itself.
+    """
+    owner = env_class.__name__
+    scenario, horizon = args["scenario"], args["horizon"]
+    try:
+        if horizon is None:
+            if scenario is None:
+                issue = ConfigIssue("scenario", "missing; pass scenario= (a YAML path) or horizon=")
+                raise ArgumentError([issue], f"the arguments of {owner}")
+            if isinstance(scenario, str | Path) and not Path(scenario).is_file():
+                issue = ConfigIssue("scenario", f"no scenario file at {str(scenario)!r}")
+                raise ArgumentError([issue], f"the arguments of {owner}")
+            horizon = Horizon(
+                scenario,
+                **{
+                    name: args[name]
+                    for name in (
+                        "episode_length",
+                        "start_offset",
+                        "test_fraction",
+                        "split_seed",
+                        "lookahead_h",
+                        "forecast",
+                        "power_flow",
+                        "scenario_seed",
+                        "overrides",
+                    )
+                },
+            )
+        horizon.blocks(args["split"])
+        weights = RewardWeights.from_scenario(
+            horizon.loaded,
+            **{
+                name: args[name]
+                for name in (
+                    "demand_charge_per_kw",
+                    "unmet_penalty_per_kwh",
+                    "carbon_price_per_kg",
+                    "voltage_penalty_per_pu_h",
+                    "overload_penalty_per_pct_h",
+                    "reward_scale",
+                )
+            },
+        )
+    except ScenarioError as exc:
+        raise as_argument_error(exc, env_class, args["overrides"]) from None
+    return horizon, weights

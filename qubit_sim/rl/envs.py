@@ -23,18 +23,17 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from qubit_sim.errors import ArgumentError, ConfigIssue, ScenarioError, SimulationError
+from qubit_sim.errors import SimulationError
 from qubit_sim.rl.actions import ActionController, action_size
 from qubit_sim.rl.arguments import (
-    as_argument_error,
     check_argument_values,
+    horizon_and_weights,
     refuse_unknown_arguments,
 )
 from qubit_sim.rl.features import ObservationLayout
 from qubit_sim.rl.horizon import Horizon
 from qubit_sim.rl.reward import (
     DemandTracker,
-    RewardWeights,
     battery_value_per_kwh,
     degradation_cost_per_kwh,
 )
@@ -87,40 +86,7 @@ class SiteEnv(gym.Env[np.ndarray, np.ndarray]):
         refuse_unknown_arguments(type(self), unknown)
         # Every argument is a local here, so this picks them by name without repeating them.
         check_argument_values(owner, locals())
-        try:
-            if horizon is None:
-                if scenario is None:
-                    issue = ConfigIssue(
-                        "scenario", "missing; pass scenario= (a YAML path) or horizon="
-                    )
-                    raise ArgumentError([issue], f"the arguments of {owner}")
-                if isinstance(scenario, str | Path) and not Path(scenario).is_file():
-                    issue = ConfigIssue("scenario", f"no scenario file at {str(scenario)!r}")
-                    raise ArgumentError([issue], f"the arguments of {owner}")
-                horizon = Horizon(
-                    scenario,
-                    episode_length=episode_length,
-                    start_offset=start_offset,
-                    test_fraction=test_fraction,
-                    split_seed=split_seed,
-                    lookahead_h=lookahead_h,
-                    forecast=forecast,
-                    power_flow=power_flow,
-                    scenario_seed=scenario_seed,
-                    overrides=overrides,
-                )
-            horizon.blocks(split)
-            weights = RewardWeights.from_scenario(
-                horizon.loaded,
-                demand_charge_per_kw=demand_charge_per_kw,
-                unmet_penalty_per_kwh=unmet_penalty_per_kwh,
-                carbon_price_per_kg=carbon_price_per_kg,
-                voltage_penalty_per_pu_h=voltage_penalty_per_pu_h,
-                overload_penalty_per_pct_h=overload_penalty_per_pct_h,
-                reward_scale=reward_scale,
-            )
-        except ScenarioError as exc:
-            raise as_argument_error(exc, type(self), overrides) from None
+        horizon, weights = horizon_and_weights(type(self), locals())
         self.horizon = horizon
         self.split = split
         self.render_mode = render_mode

@@ -41,13 +41,16 @@ from qubit_sim.rl.actions import (
     charger_projection,
     ev_level_projection,
 )
-from qubit_sim.rl.arguments import check_argument_values, refuse_unknown_arguments
+from qubit_sim.rl.arguments import (
+    check_argument_values,
+    horizon_and_weights,
+    refuse_unknown_arguments,
+)
 from qubit_sim.rl.features import ObservationLayout
 from qubit_sim.rl.horizon import Horizon
 from qubit_sim.rl.reward import (
     REWARD_TERMS,
     BatchDemandTracker,
-    RewardWeights,
     battery_value_per_kwh,
     degradation_cost_per_kwh,
 )
@@ -120,35 +123,13 @@ class SiteVectorEnv(VectorEnv):
             raise ValueError(
                 "the batched environments run without power flow; use power_flow=False"
             )
-        if horizon is None:
-            if scenario is None:
-                raise TypeError(f"{type(self).__name__} needs scenario= (a YAML path) or horizon=")
-            horizon = Horizon(
-                scenario,
-                episode_length=episode_length,
-                start_offset=start_offset,
-                test_fraction=test_fraction,
-                split_seed=split_seed,
-                lookahead_h=lookahead_h,
-                forecast=forecast,
-                power_flow=False,
-                scenario_seed=scenario_seed,
-                overrides=overrides,
-            )
+        # Always without the power flow (refused above when asked for).
+        horizon, weights = horizon_and_weights(type(self), {**locals(), "power_flow": False})
         self.horizon = horizon
-        horizon.blocks(split)
         self.split = split
         self.num_envs = int(num_envs)
         self.render_mode = render_mode
-        self.weights = RewardWeights.from_scenario(
-            horizon.loaded,
-            demand_charge_per_kw=demand_charge_per_kw,
-            unmet_penalty_per_kwh=unmet_penalty_per_kwh,
-            carbon_price_per_kg=carbon_price_per_kg,
-            voltage_penalty_per_pu_h=voltage_penalty_per_pu_h,
-            overload_penalty_per_pct_h=overload_penalty_per_pct_h,
-            reward_scale=reward_scale,
-        )
+        self.weights = weights
         self.layout = ObservationLayout(horizon, per_charger=self.kind == "charger_fleet")
         low, high = self.layout.bounds()
         self.single_observation_space = spaces.Box(low, high, dtype=np.float32)

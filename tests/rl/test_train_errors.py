@@ -363,3 +363,13 @@ def test_the_batched_environments_name_a_wrong_keyword() -> None:
             "qubit_sim/ChargerFleet-v0", num_envs=2, scenario=str(SMALL_SITE), split="tset"
         )
     assert "split: unknown split 'tset' (did you mean 'test'?)" in str(raised.value)
+    # The single environments' checks of the scenario and its overrides hold here too.
+    from qubit_sim.rl.vector import SiteDispatchVectorEnv
+
+    with pytest.raises(ArgumentError, match="scenario: missing; pass scenario="):
+        SiteDispatchVectorEnv(num_envs=2)
+    with pytest.raises(ArgumentError) as raised:
+        SiteDispatchVectorEnv(
+            scenario=str(SMALL_SITE), num_envs=2, overrides={"site": {"stepp": "5min"}}
+        )
+    assert "overrides.site.stepp" in str(raised.value)
